@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod event;
+pub mod fields;
+pub mod severity;
+pub mod time;
+
+pub use event::{Event, Value};
+pub use severity::Severity;

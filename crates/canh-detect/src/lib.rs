@@ -1,0 +1,1 @@
+//! canh-detect (under construction)

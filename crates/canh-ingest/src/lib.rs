@@ -1,0 +1,1 @@
+//! canh-ingest (under construction)

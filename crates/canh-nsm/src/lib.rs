@@ -1,0 +1,1 @@
+//! canh-nsm (under construction)

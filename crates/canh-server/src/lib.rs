@@ -1,0 +1,1 @@
+//! canh-server (under construction)

@@ -1,0 +1,1 @@
+//! canh-store (under construction)
