@@ -1,1 +1,3 @@
-//! canh-ingest (under construction)
+#![doc = include_str!("../README.md")]
+
+pub mod evtx;

@@ -1,0 +1,1 @@
+//! Windows EVTX records → events (under construction).
