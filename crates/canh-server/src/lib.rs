@@ -1,1 +1,12 @@
-//! canh-server (under construction)
+//! A running Canh node: listeners, the ingest pipeline, the HTTP API and ingest APIs.
+//!
+//! Network listeners live here rather than in `canh-ingest`, so that `canh-ingest` stays pure
+//! (bytes → events, fuzzable, no runtime) while everything that owns a socket, a TLS config or
+//! an acknowledgement lives with the runtime that acknowledges.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod net;
+
+pub use config::Config;
