@@ -1,8 +1,14 @@
 //! `canh`: the Canh command line — server, ingest, search, hunt, rules, sensor, config.
 
+mod config_cmd;
+mod datadir;
+mod demo;
 mod hunt;
+mod ingest_cmd;
 mod rules;
+mod search_cmd;
 mod sensor;
+mod server_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,12 +20,23 @@ pub(crate) struct Cli {
     /// Where Canh keeps its data (WAL, event store, state).
     #[arg(long, global = true, env = "CANH_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
+    /// Log format on stderr: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a Canh node: HTTP API and console, ingest APIs, syslog, embedded storage.
+    Server(server_cmd::ServerArgs),
+    /// Read log files (syslog, web, firewall, EVTX, EVE, NDJSON…) into the event store.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Search stored events or dead letters.
+    Search(search_cmd::SearchArgs),
+    /// Validate or print the configuration.
+    Config(config_cmd::ConfigArgs),
     /// Hunt with Sigma rules over EVTX, JSONL/NDJSON and Suricata EVE files.
     Hunt(hunt::HuntArgs),
     /// Check and list detection rules.
@@ -28,9 +45,28 @@ enum Command {
     Sensor(sensor::SensorArgs),
 }
 
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let data_dir = cli.data_dir;
     let code = match cli.command {
+        Command::Server(args) => server_cmd::run(args, &data_dir)?,
+        Command::Ingest(args) => ingest_cmd::run(args, &data_dir)?,
+        Command::Search(args) => search_cmd::run(args, &data_dir)?,
+        Command::Config(args) => config_cmd::run(args)?,
         Command::Hunt(args) => hunt::run(args)?,
         Command::Rules(args) => rules::run(args)?,
         Command::Sensor(args) => sensor::run(args)?,

@@ -14,6 +14,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Detection.
     pub detect: DetectConfig,
+    /// Event storage: WAL, Parquet, index, retention.
+    pub store: canh_store::StoreConfig,
 }
 
 /// `[server]`: where Canh listens.
@@ -159,6 +161,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.store.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for r in &self.ingest.agency_ranges {
             crate::net::Cidr::parse(&r.cidr).ok_or_else(|| {
                 ConfigError::Invalid(format!("ingest.agency_ranges: bad CIDR {:?}", r.cidr))

@@ -1,8 +1,9 @@
 //! The HTTP port: API under `/api/v1`, health and metrics, and every HTTP ingest API.
 
 use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -14,20 +15,31 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The node's configuration.
     pub config: crate::Config,
+    /// The ingest pipeline (and through it the store).
+    pub pipeline: Arc<Pipeline>,
 }
 
 /// The node's HTTP router.
 pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.server.max_body_bytes;
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::api::routes())
+        .merge(crate::ingest_http::routes())
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn health(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "wal_pending_events": st.pipeline.store().pending(),
+    }))
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    st.metrics.set("canh_store_wal_pending_events", &[], st.pipeline.store().pending() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
 }

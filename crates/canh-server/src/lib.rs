@@ -4,9 +4,18 @@
 //! (bytes → events, fuzzable, no runtime) while everything that owns a socket, a TLS config or
 //! an acknowledgement lives with the runtime that acknowledges.
 
+pub mod agents;
+pub mod api;
 pub mod config;
 pub mod http;
+pub mod ingest_http;
 pub mod metrics;
 pub mod net;
+pub mod node;
+pub mod otlp;
+pub mod pipeline;
+pub mod soar;
+pub mod sources;
 
 pub use config::Config;
+pub use node::Node;

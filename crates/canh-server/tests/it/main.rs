@@ -1,1 +1,4 @@
 //! End-to-end tests of the server through real sockets.
+
+mod agents;
+mod ingest;

@@ -1,0 +1,130 @@
+//! `canh-agent.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::spool::SpoolConfig;
+
+/// The agent's configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Where identity, keys, certificates, spool and quarantine live.
+    pub state_dir: PathBuf,
+    /// Seconds between heartbeats.
+    pub heartbeat_secs: u64,
+    /// Most events per batch sent to the server.
+    pub batch_events: usize,
+    /// On-disk spool limits.
+    pub spool: SpoolConfig,
+    /// Sensors.
+    pub sensors: SensorsConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/canh-agent"),
+            heartbeat_secs: 30,
+            batch_events: 500,
+            spool: SpoolConfig::default(),
+            sensors: SensorsConfig::default(),
+        }
+    }
+}
+
+/// Which sensors run (`[sensors]`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorsConfig {
+    /// Process start/exit via the netlink process connector.
+    pub process: bool,
+    /// Paths watched for file integrity (inotify, SHA-256 baseline).
+    pub fim_paths: Vec<PathBuf>,
+    /// Seconds between scans of `/proc/net/tcp{,6}`, `udp{,6}` (0 = off).
+    pub network_poll_secs: u64,
+    /// Seconds between scans of `/proc/modules` (0 = off).
+    pub modules_poll_secs: u64,
+}
+
+impl Default for SensorsConfig {
+    fn default() -> Self {
+        Self {
+            process: true,
+            fim_paths: vec![
+                PathBuf::from("/etc/passwd"),
+                PathBuf::from("/etc/shadow"),
+                PathBuf::from("/etc/sudoers"),
+                PathBuf::from("/etc/ssh/sshd_config"),
+                PathBuf::from("/etc/crontab"),
+            ],
+            network_poll_secs: 10,
+            modules_poll_secs: 30,
+        }
+    }
+}
+
+/// Config loading failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown keys.
+    #[error("invalid config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key path.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        if cfg.heartbeat_secs == 0 || cfg.batch_events == 0 {
+            return Err("heartbeat_secs and batch_events must be positive".into());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_unknown_keys_are_refused() {
+        assert_eq!(AgentConfig::parse("").unwrap(), AgentConfig::default());
+        let err = AgentConfig::parse("[spool]\nmax_byte = 3\n").unwrap_err();
+        assert!(err.contains("max_byte"), "{err}");
+    }
+
+    #[test]
+    fn packaged_example_parses() {
+        let text = include_str!("../packaging/canh-agent.toml");
+        let cfg = AgentConfig::parse(text).unwrap();
+        assert_eq!(cfg.heartbeat_secs, 30);
+    }
+}

@@ -1,0 +1,339 @@
+//! Process start/exit from the netlink process connector (`NETLINK_CONNECTOR`, `CN_IDX_PROC`),
+//! enriched from `/proc`.
+//!
+//! The connector reports only pids, so the agent reads `/proc/PID` right after the exec
+//! message; a process that is already gone yields an event with the pid and whatever could
+//! still be read. Fork messages are not forwarded (an exec follows every fork that matters).
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use canh_core::Event;
+use tracing::warn;
+
+use super::{Emit, SensorError, base_event};
+use crate::sensors::procinfo::Enricher;
+
+const NLMSG_HDRLEN: usize = 16;
+const CN_MSG_LEN: usize = 20;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const NLMSG_DONE: u16 = 3;
+
+/// What the connector said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcEvent {
+    /// A process (thread group `tgid`) called execve.
+    Exec {
+        /// Thread id.
+        pid: u32,
+        /// Thread group (process) id.
+        tgid: u32,
+    },
+    /// A thread exited.
+    Exit {
+        /// Thread id.
+        pid: u32,
+        /// Thread group id.
+        tgid: u32,
+        /// Exit code as `wait` reports it.
+        exit_code: u32,
+    },
+    /// Anything else (fork, uid change, …).
+    Other,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    b.get(off..off + 2)
+        .map(|s| u16::from_ne_bytes([s[0], s[1]]))
+}
+
+/// Parses every netlink message in one datagram.
+pub fn parse_datagram(buf: &[u8]) -> Vec<ProcEvent> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off + NLMSG_HDRLEN <= buf.len() {
+        let Some(len) = u32_at(buf, off).map(|l| l as usize) else {
+            break;
+        };
+        if len < NLMSG_HDRLEN || off + len > buf.len() {
+            break;
+        }
+        let msg = &buf[off + NLMSG_HDRLEN..off + len];
+        if let Some(ev) = parse_cn_msg(msg) {
+            out.push(ev);
+        }
+        // Netlink messages are 4-byte aligned.
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// Parses a `cn_msg` carrying a `proc_event`.
+fn parse_cn_msg(msg: &[u8]) -> Option<ProcEvent> {
+    if u32_at(msg, 0)? != CN_IDX_PROC || u32_at(msg, 4)? != CN_VAL_PROC {
+        return None;
+    }
+    let data_len = u16_at(msg, 16)? as usize;
+    let ev = msg.get(CN_MSG_LEN..CN_MSG_LEN + data_len)?;
+    // proc_event: what u32, cpu u32, timestamp_ns u64, then the union at 16.
+    let what = u32_at(ev, 0)?;
+    Some(match what {
+        0x0000_0002 => ProcEvent::Exec {
+            pid: u32_at(ev, 16)?,
+            tgid: u32_at(ev, 20)?,
+        },
+        0x8000_0000 => ProcEvent::Exit {
+            pid: u32_at(ev, 16)?,
+            tgid: u32_at(ev, 20)?,
+            exit_code: u32_at(ev, 24)?,
+        },
+        _ => ProcEvent::Other,
+    })
+}
+
+/// The subscription message: nlmsghdr + cn_msg + `PROC_CN_MCAST_LISTEN`.
+fn listen_message(pid: u32) -> Vec<u8> {
+    let total = NLMSG_HDRLEN + CN_MSG_LEN + 4;
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_ne_bytes());
+    m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    m.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    m.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&pid.to_ne_bytes());
+    m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    m.extend_from_slice(&4u16.to_ne_bytes()); // len
+    m.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    m
+}
+
+/// A subscribed connector socket.
+pub struct ProcConnector {
+    fd: OwnedFd,
+}
+
+impl ProcConnector {
+    /// Opens and subscribes (needs CAP_NET_ADMIN, i.e. root).
+    pub fn open() -> Result<Self, SensorError> {
+        let last = || SensorError::Io(std::io::Error::last_os_error());
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_CONNECTOR,
+            )
+        };
+        if raw < 0 {
+            return Err(last());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value before we set fields.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = CN_IDX_PROC;
+        // SAFETY: addr is a valid sockaddr_nl and the length passed is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(last());
+        }
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: SO_RCVTIMEO takes a timeval; we pass a valid one and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(last());
+        }
+        let msg = listen_message(std::process::id());
+        // SAFETY: msg is a live buffer of msg.len() bytes.
+        let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if sent < 0 {
+            return Err(last());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Waits up to 200 ms for a datagram; an empty vector on timeout.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<Vec<ProcEvent>, SensorError> {
+        // SAFETY: buf is a live, writable buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(Vec::new()),
+                // ENOBUFS: the kernel dropped messages because we were slow; keep going.
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    warn!("process connector overrun, some process events were lost");
+                    Ok(Vec::new())
+                }
+                _ => Err(SensorError::Io(e)),
+            };
+        }
+        Ok(parse_datagram(&buf[..n as usize]))
+    }
+}
+
+/// Runs the process sensor until `stop` is set: exec → `process` start events, process exit →
+/// end events. Events are handed to `emit` in small batches.
+pub fn run(
+    conn: ProcConnector,
+    host: String,
+    proc_root: PathBuf,
+    emit: Emit,
+    stop: Arc<AtomicBool>,
+) -> Result<(), SensorError> {
+    let enricher = Enricher::default();
+    let own_pid = std::process::id();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<Event> = Vec::new();
+    let mut last_flush = Instant::now();
+    // pid → executable, for exit events (the /proc entry is gone by then).
+    let mut known: HashMap<u32, Option<String>> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        for pe in conn.recv(&mut buf)? {
+            match pe {
+                ProcEvent::Exec { pid, tgid } if pid == tgid && tgid != own_pid => {
+                    let mut ev = base_event(&host, "process", "process", "start");
+                    ev.set("event.action", "exec");
+                    let info = enricher.process_fields(&mut ev, &proc_root, tgid);
+                    if known.len() > 100_000 {
+                        known.clear();
+                    }
+                    known.insert(tgid, info.executable);
+                    pending.push(ev);
+                }
+                ProcEvent::Exit {
+                    pid,
+                    tgid,
+                    exit_code,
+                } if pid == tgid && tgid != own_pid => {
+                    let mut ev = base_event(&host, "process", "process", "end");
+                    ev.set("event.action", "exit");
+                    ev.set("process.pid", tgid);
+                    if let Some(Some(exe)) = known.remove(&tgid) {
+                        ev.set("process.executable", exe);
+                    }
+                    // wait(2) status: high byte = exit code, low 7 bits = terminating signal.
+                    if exit_code & 0x7f == 0 {
+                        ev.set("process.exit_code", (exit_code >> 8) & 0xff);
+                    } else {
+                        ev.set("process.exit_code", 128 + (exit_code & 0x7f));
+                        ev.set("canh.process.signal", exit_code & 0x7f);
+                    }
+                    pending.push(ev);
+                }
+                _ => {}
+            }
+        }
+        if !pending.is_empty()
+            && (pending.len() >= 200 || last_flush.elapsed() >= Duration::from_millis(200))
+        {
+            emit(std::mem::take(&mut pending));
+            last_flush = Instant::now();
+        }
+        if pending.is_empty() {
+            last_flush = Instant::now();
+        }
+    }
+    if !pending.is_empty() {
+        emit(pending);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn datagram(what: u32, a: u32, b: u32, c: u32) -> Vec<u8> {
+        let mut ev = Vec::new();
+        ev.extend_from_slice(&what.to_ne_bytes());
+        ev.extend_from_slice(&0u32.to_ne_bytes());
+        ev.extend_from_slice(&0u64.to_ne_bytes());
+        for v in [a, b, c, 0] {
+            ev.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut cn = Vec::new();
+        cn.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+        cn.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+        cn.extend_from_slice(&[0u8; 8]);
+        cn.extend_from_slice(&(ev.len() as u16).to_ne_bytes());
+        cn.extend_from_slice(&0u16.to_ne_bytes());
+        cn.extend_from_slice(&ev);
+        let mut m = Vec::new();
+        m.extend_from_slice(&((NLMSG_HDRLEN + cn.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&[0u8; 12]);
+        m.extend_from_slice(&cn);
+        m
+    }
+
+    #[test]
+    fn exec_and_exit_messages_parse() {
+        assert_eq!(
+            parse_datagram(&datagram(2, 10, 10, 0)),
+            vec![ProcEvent::Exec { pid: 10, tgid: 10 }]
+        );
+        assert_eq!(
+            parse_datagram(&datagram(0x8000_0000, 11, 11, 256)),
+            vec![ProcEvent::Exit {
+                pid: 11,
+                tgid: 11,
+                exit_code: 256
+            }]
+        );
+        assert_eq!(
+            parse_datagram(&datagram(1, 1, 1, 1)),
+            vec![ProcEvent::Other]
+        );
+    }
+
+    #[test]
+    fn subscription_message_has_the_connector_layout() {
+        let m = listen_message(42);
+        assert_eq!(m.len(), 40);
+        assert_eq!(u32_at(&m, 0), Some(40));
+        assert_eq!(u32_at(&m, 12), Some(42));
+        assert_eq!(u32_at(&m, 36), Some(PROC_CN_MCAST_LISTEN));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_random_datagrams_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let evs = parse_datagram(&raw);
+            prop_assert!(evs.len() <= raw.len() / NLMSG_HDRLEN + 1);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Integration tests of the agent.
+
+mod fim;
+mod isolation;
+mod process;
+mod spool;
+
+/// Whether we run as root (sensor tests need it; they skip, loudly, otherwise).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|v| v.split_whitespace().next() == Some("0"))
+            })
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the `canh` binary.
+
+mod hunt;
+mod sensor;

@@ -1,0 +1,285 @@
+//! The compiled form of a detection: a tree of field matchers, evaluated on a prepared event.
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use ipnet::IpNet;
+use regex::Regex;
+
+use crate::event::{PreparedEvent, PreparedField, is_keyword_field};
+
+/// How a string value is compared with a field's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrOp {
+    Exact,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A numeric comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NumOp {
+    Eq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl NumOp {
+    fn test(self, left: f64, right: f64) -> bool {
+        match self {
+            NumOp::Eq => left == right,
+            NumOp::Lt => left < right,
+            NumOp::Lte => left <= right,
+            NumOp::Gt => left > right,
+            NumOp::Gte => left >= right,
+        }
+    }
+}
+
+/// A part of a date taken by the time modifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimePart {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+/// One value test.
+#[derive(Clone, Debug)]
+pub(crate) enum ValueMatcher {
+    /// `value` is lower-cased unless `cased`.
+    Str {
+        op: StrOp,
+        value: String,
+        cased: bool,
+    },
+    /// A pattern with inner wildcards, compiled to an anchored regex; `literal` is its longest
+    /// wildcard-free run (lower-cased), used by the prefilter.
+    Glob {
+        re: Regex,
+        cased: bool,
+        literal: String,
+    },
+    Regex(Regex),
+    Cidr(IpNet),
+    Num {
+        op: NumOp,
+        value: f64,
+    },
+    Time {
+        part: TimePart,
+        op: NumOp,
+        value: f64,
+    },
+    /// The field is absent, `null` or empty.
+    Null,
+    /// The field is present (`true`) or absent (`false`).
+    Exists(bool),
+    /// The value equals (or contains, …) the value of another field.
+    FieldRef {
+        other: String,
+        op: StrOp,
+        cased: bool,
+    },
+}
+
+/// A node of the compiled detection.
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    True,
+    False,
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    /// `field` is the stored (mapped) field name; values are OR-ed, or AND-ed with `all`.
+    Field {
+        field: String,
+        matchers: Vec<ValueMatcher>,
+        all: bool,
+    },
+    /// A field-less search over the keyword fields.
+    Keyword {
+        matchers: Vec<ValueMatcher>,
+        all: bool,
+    },
+}
+
+fn str_test(op: StrOp, hay: &str, needle: &str) -> bool {
+    match op {
+        StrOp::Exact => hay == needle,
+        StrOp::Contains => hay.contains(needle),
+        StrOp::StartsWith => hay.starts_with(needle),
+        StrOp::EndsWith => hay.ends_with(needle),
+    }
+}
+
+fn parse_num(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok().map(|n| n as f64);
+    }
+    t.parse::<f64>().ok()
+}
+
+fn time_part(s: &str, part: TimePart) -> Option<f64> {
+    let t: DateTime<Utc> = canh_core::time::parse_timestamp(s)
+        .or_else(|| canh_core::time::parse_timestamp(&s.replacen(' ', "T", 1)))?;
+    let n = match part {
+        TimePart::Minute => t.minute(),
+        TimePart::Hour => t.hour(),
+        TimePart::Day => t.day(),
+        TimePart::Week => t.iso_week().week(),
+        TimePart::Month => t.month(),
+        TimePart::Year => u32::try_from(t.year()).unwrap_or(0),
+    };
+    Some(f64::from(n))
+}
+
+impl ValueMatcher {
+    /// Tests one text of a field (`orig` as stored, `lower` lower-cased).
+    fn test_text(&self, orig: &str, lower: &str, ev: &PreparedEvent<'_>) -> bool {
+        match self {
+            ValueMatcher::Str { op, value, cased } => {
+                str_test(*op, if *cased { orig } else { lower }, value)
+            }
+            ValueMatcher::Glob { re, cased, .. } => re.is_match(if *cased { orig } else { lower }),
+            ValueMatcher::Regex(re) => re.is_match(orig),
+            ValueMatcher::Cidr(net) => orig
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| net.contains(&ip)),
+            ValueMatcher::Num { op, value } => parse_num(orig).is_some_and(|n| op.test(n, *value)),
+            ValueMatcher::Time { part, op, value } => {
+                time_part(orig, *part).is_some_and(|n| op.test(n, *value))
+            }
+            ValueMatcher::FieldRef { other, op, cased } => ev.field(other).is_some_and(|f| {
+                if *cased {
+                    f.orig.iter().any(|o| str_test(*op, orig, o))
+                } else {
+                    f.lower.iter().any(|o| str_test(*op, lower, o))
+                }
+            }),
+            ValueMatcher::Null => orig.is_empty(),
+            ValueMatcher::Exists(want) => *want,
+        }
+    }
+
+    fn test_field(&self, f: Option<&PreparedField<'_>>, ev: &PreparedEvent<'_>) -> bool {
+        match self {
+            ValueMatcher::Null => {
+                f.is_none_or(|f| f.is_null || f.orig.iter().all(|s| s.is_empty()))
+            }
+            ValueMatcher::Exists(want) => f.is_some() == *want,
+            _ => f.is_some_and(|f| {
+                f.orig
+                    .iter()
+                    .zip(&f.lower)
+                    .any(|(o, l)| self.test_text(o, l, ev))
+            }),
+        }
+    }
+
+    /// The lower-cased literal that must occur in the event for this matcher to hold.
+    fn literal(&self) -> Option<String> {
+        match self {
+            ValueMatcher::Str { value, cased, .. } if !value.is_empty() => Some(if *cased {
+                value.to_lowercase()
+            } else {
+                value.clone()
+            }),
+            ValueMatcher::Glob { literal, .. } if !literal.is_empty() => Some(literal.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Windows events carry their inserts either in EventData or in UserData; Sigma names both
+/// alike, so a missing `winlog.event_data.X` is looked up as `winlog.user_data.X`.
+fn user_data_fallback<'e, 'a>(
+    ev: &'e PreparedEvent<'a>,
+    field: &str,
+) -> Option<&'e PreparedField<'a>> {
+    let name = field.strip_prefix("winlog.event_data.")?;
+    ev.field(&format!("winlog.user_data.{name}"))
+}
+
+/// A set of literals, one of which must occur in an event for a node to match.
+pub(crate) type Required = Option<Vec<String>>;
+
+fn better(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+    let score = |v: &Vec<String>| v.iter().map(String::len).min().unwrap_or(usize::MAX);
+    if score(&b) > score(&a) { b } else { a }
+}
+
+impl Node {
+    pub(crate) fn eval(&self, ev: &PreparedEvent<'_>) -> bool {
+        match self {
+            Node::True => true,
+            Node::False => false,
+            Node::And(children) => children.iter().all(|c| c.eval(ev)),
+            Node::Or(children) => children.iter().any(|c| c.eval(ev)),
+            Node::Not(inner) => !inner.eval(ev),
+            Node::Field {
+                field,
+                matchers,
+                all,
+            } => {
+                let f = ev.field(field).or_else(|| user_data_fallback(ev, field));
+                if *all {
+                    matchers.iter().all(|m| m.test_field(f, ev))
+                } else {
+                    matchers.iter().any(|m| m.test_field(f, ev))
+                }
+            }
+            Node::Keyword { matchers, all } => {
+                let test = |m: &ValueMatcher| {
+                    ev.fields
+                        .iter()
+                        .filter(|f| is_keyword_field(f.name))
+                        .any(|f| {
+                            f.orig
+                                .iter()
+                                .zip(&f.lower)
+                                .any(|(o, l)| m.test_text(o, l, ev))
+                        })
+                };
+                if *all {
+                    matchers.iter().all(test)
+                } else {
+                    matchers.iter().any(test)
+                }
+            }
+        }
+    }
+
+    /// Literals (lower-cased) of which at least one must occur somewhere in an event that
+    /// matches; `None` when no such set exists (the node can match without any literal).
+    pub(crate) fn required(&self) -> Required {
+        match self {
+            Node::True | Node::Not(_) => None,
+            Node::False => Some(Vec::new()),
+            Node::And(children) => children.iter().filter_map(Node::required).reduce(better),
+            Node::Or(children) => {
+                let mut out = Vec::new();
+                for c in children {
+                    out.extend(c.required()?);
+                }
+                Some(out)
+            }
+            Node::Field { matchers, all, .. } | Node::Keyword { matchers, all } => {
+                if *all {
+                    matchers
+                        .iter()
+                        .filter_map(|m| m.literal().map(|l| vec![l]))
+                        .reduce(better)
+                } else {
+                    matchers.iter().map(ValueMatcher::literal).collect()
+                }
+            }
+        }
+    }
+}

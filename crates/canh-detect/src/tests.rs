@@ -1,0 +1,372 @@
+//! Spec examples for every modifier and condition form, and a property test comparing the
+//! routed + prefiltered engine with the plain interpreter.
+
+use canh_core::Event;
+use serde_json::json;
+
+use crate::{Engine, LoadOptions, RuleSet, RuleStatus};
+
+fn rule(detection: &str) -> String {
+    format!(
+        "title: t\nid: r1\nlevel: high\nlogsource:\n  product: windows\n  category: process_creation\n\
+         detection:\n{detection}"
+    )
+}
+
+fn engine_opts(yaml: &str, opts: &LoadOptions) -> Engine {
+    let (set, reports) = RuleSet::from_yaml_str(yaml, opts);
+    for r in &reports {
+        assert!(r.status.is_loaded(), "{:?}", r.status);
+    }
+    Engine::new(set)
+}
+
+fn engine(yaml: &str) -> Engine {
+    engine_opts(yaml, &LoadOptions::default())
+}
+
+fn sysmon1(data: serde_json::Value) -> Event {
+    let mut ev = Event::new(chrono::Utc::now());
+    ev.set("winlog.channel", "Microsoft-Windows-Sysmon/Operational");
+    ev.set("winlog.event_id", 1);
+    if let serde_json::Value::Object(m) = data {
+        for (k, v) in m {
+            ev.set(&format!("winlog.event_data.{k}"), v);
+        }
+    }
+    ev
+}
+
+fn hits(e: &Engine, data: serde_json::Value) -> bool {
+    let ev = sysmon1(data);
+    let fast = !e.matches(&ev).is_empty();
+    assert_eq!(
+        fast,
+        !e.matches_unfiltered(&ev).is_empty(),
+        "prefilter disagrees"
+    );
+    fast
+}
+
+#[test]
+fn plain_values_match_whole_field_case_insensitively() {
+    let e = engine(&rule(
+        "  sel:\n    Image: 'C:\\Windows\\System32\\cmd.exe'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "c:\\windows\\system32\\CMD.EXE"})));
+    assert!(!hits(
+        &e,
+        json!({"Image": "c:\\windows\\system32\\cmd.exe2"})
+    ));
+    assert!(!hits(
+        &e,
+        json!({"CommandLine": "C:\\Windows\\System32\\cmd.exe"})
+    ));
+}
+
+#[test]
+fn contains_startswith_endswith_and_wildcards() {
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|contains: 'vssadmin'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "x VSSADMIN delete"})));
+    let e = engine(&rule(
+        "  sel:\n    Image|endswith: '\\\\rundll32.exe'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "C:\\a\\rundll32.exe"})));
+    assert!(!hits(&e, json!({"Image": "C:\\a\\rundll32.exe.bak"})));
+    let e = engine(&rule(
+        "  sel:\n    Image|startswith: 'C:\\Users\\'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "c:\\users\\bob\\a.exe"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine: '*net* user ?dd*'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "cmd /c net.exe user add"})));
+    assert!(!hits(
+        &e,
+        json!({"CommandLine": "cmd /c net.exe user aadd"})
+    ));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine: 'a\\*b'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "A*B"})));
+    assert!(!hits(&e, json!({"CommandLine": "AxB"})));
+}
+
+#[test]
+fn lists_are_or_and_all_makes_them_and() {
+    let d =
+        "  sel:\n    CommandLine|contains:\n      - ' -enc '\n      - ' -nop '\n  condition: sel\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"CommandLine": "ps -nop x"})));
+    let d = "  sel:\n    CommandLine|contains|all:\n      - ' -enc '\n      - ' -nop '\n  condition: sel\n";
+    let e = engine(&rule(d));
+    assert!(!hits(&e, json!({"CommandLine": "ps -nop x"})));
+    assert!(hits(&e, json!({"CommandLine": "ps -nop -enc x"})));
+}
+
+#[test]
+fn cased_re_and_re_flags() {
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|cased: 'Foo'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "Foo"})));
+    assert!(!hits(&e, json!({"CommandLine": "foo"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re: 'a[0-9]+b'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "xa12b"})));
+    assert!(!hits(&e, json!({"CommandLine": "xA12B"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re|i: '^a[0-9]+b$'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "A12B"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re|m: '^b$'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "a\nb\nc"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re|s: 'a.b'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "a\nb"})));
+}
+
+#[test]
+fn encodings_base64_offset_utf16_windash() {
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|base64offset|contains: '/bin/bash'\n  condition: sel\n",
+    ));
+    assert!(hits(
+        &e,
+        json!({"CommandLine": "echo IC9iaW4vYmFzaA== | base64 -d"})
+    ));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|base64: 'hi'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "aGk="})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|wide|base64offset|contains: 'ping'\n  condition: sel\n",
+    ));
+    assert!(hits(
+        &e,
+        json!({"CommandLine": "powershell -enc cABpAG4AZwA="})
+    ));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|windash|contains: ' -s '\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "psexec /s cmd"})));
+    assert!(hits(&e, json!({"CommandLine": "psexec \u{2013}s cmd"})));
+    assert!(!hits(&e, json!({"CommandLine": "psexec s cmd"})));
+}
+
+#[test]
+fn cidr_numbers_exists_null_empty_neq() {
+    let e = engine(&rule(
+        "  sel:\n    SourceIp|cidr: '10.0.0.0/8'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"SourceIp": "10.1.2.3"})));
+    assert!(!hits(&e, json!({"SourceIp": "11.1.2.3"})));
+    let e = engine(&rule(
+        "  sel:\n    SourceIp|cidr: 'fe80::/10'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"SourceIp": "fe80::1"})));
+    let e = engine(&rule(
+        "  sel:\n    Port|gte: 1024\n    Port|lt: 2000\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Port": "1024"})));
+    assert!(!hits(&e, json!({"Port": "2000"})));
+    assert!(!hits(&e, json!({"Port": "80"})));
+    let e = engine(&rule("  sel:\n    Port|gt: 15\n  condition: sel\n"));
+    assert!(hits(&e, json!({"Port": "0x10"})));
+    let e = engine(&rule("  sel:\n    Hashes|exists: true\n  condition: sel\n"));
+    assert!(hits(&e, json!({"Hashes": ""})));
+    assert!(!hits(&e, json!({"Other": "x"})));
+    let e = engine(&rule(
+        "  sel:\n    Image: x\n    Hashes|exists: false\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "x"})));
+    let e = engine(&rule(
+        "  sel:\n    Image: x\n    User: null\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "x"})));
+    assert!(hits(&e, json!({"Image": "x", "User": ""})));
+    assert!(!hits(&e, json!({"Image": "x", "User": "bob"})));
+    let e = engine(&rule(
+        "  sel:\n    Image: x\n    User: ''\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "x", "User": ""})));
+    assert!(!hits(&e, json!({"Image": "x"})));
+    let e = engine(&rule(
+        "  sel:\n    Image: x\n    User|neq: bob\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"Image": "x", "User": "alice"})));
+    assert!(!hits(&e, json!({"Image": "x", "User": "BOB"})));
+}
+
+#[test]
+fn fieldref_expand_and_time_modifiers() {
+    let e = engine(&rule(
+        "  sel:\n    ParentUser|fieldref: User\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"User": "Bob", "ParentUser": "bob"})));
+    assert!(!hits(&e, json!({"User": "Bob", "ParentUser": "eve"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|fieldref|contains: Image\n  condition: sel\n",
+    ));
+    assert!(hits(
+        &e,
+        json!({"Image": "a.exe", "CommandLine": "run a.exe now"})
+    ));
+    let mut opts = LoadOptions::default();
+    opts.placeholders
+        .insert("admins".into(), vec!["root".into(), "adm_*".into()]);
+    let e = engine_opts(
+        &rule("  sel:\n    User|expand: '%admins%'\n  condition: sel\n"),
+        &opts,
+    );
+    assert!(hits(&e, json!({"User": "adm_bob"})));
+    assert!(!hits(&e, json!({"User": "bob"})));
+    let (_, reports) = RuleSet::from_yaml_str(
+        &rule("  sel:\n    User|expand: '%nope%'\n  condition: sel\n"),
+        &LoadOptions::default(),
+    );
+    assert!(matches!(reports[0].status, RuleStatus::Unsupported(_)));
+    let e = engine(&rule(
+        "  sel:\n    UtcTime|hour|gte: 22\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"UtcTime": "2024-01-02 23:10:00.000"})));
+    assert!(!hits(&e, json!({"UtcTime": "2024-01-02 08:10:00.000"})));
+}
+
+#[test]
+fn condition_forms() {
+    let d = "  sel_a:\n    Image|endswith: a.exe\n  sel_b:\n    Image|endswith: b.exe\n  \
+             filter_x:\n    User: x\n  condition: 1 of sel_* and not filter_x\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"Image": "\\b.exe", "User": "y"})));
+    assert!(!hits(&e, json!({"Image": "\\b.exe", "User": "x"})));
+    let d = "  sel_a:\n    Image|contains: a\n  sel_b:\n    Image|contains: b\n  condition: all of sel_*\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"Image": "ab"})));
+    assert!(!hits(&e, json!({"Image": "a"})));
+    let d = "  a:\n    Image: x\n  b:\n    User: y\n  condition: all of them\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"Image": "x", "User": "y"})));
+    let d = "  a:\n    Image: x\n  b:\n    User: y\n  condition: 1 of them\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"User": "y"})));
+    let d = "  a:\n    Image: x\n  b:\n    User: y\n  c:\n    Z: z\n  condition: a and (b or c) and not (b and c)\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"Image": "x", "Z": "z"})));
+    assert!(!hits(&e, json!({"Image": "x", "Z": "z", "User": "y"})));
+    let d = "  sel:\n    - Image: x\n    - User: y\n  condition: sel\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"User": "y"})));
+}
+
+#[test]
+fn keywords_search_event_data_values() {
+    let d = "  keywords:\n    - 'mimikatz'\n    - 'sekurlsa'\n  condition: keywords\n";
+    let e = engine(&rule(d));
+    assert!(hits(
+        &e,
+        json!({"CommandLine": "x SEKURLSA::logonpasswords"})
+    ));
+    assert!(!hits(&e, json!({"CommandLine": "benign"})));
+    let d = "  keywords:\n    '|all':\n      - 'a1'\n      - 'b2'\n  condition: keywords\n";
+    let e = engine(&rule(d));
+    assert!(hits(&e, json!({"X": "a1", "Y": "b2"})));
+    assert!(!hits(&e, json!({"X": "a1"})));
+}
+
+#[test]
+fn logsource_routing_needs_channel_and_event_id() {
+    let e = engine(&rule(
+        "  sel:\n    Image|endswith: cmd.exe\n  condition: sel\n",
+    ));
+    let mut ev = sysmon1(json!({"Image": "c:\\cmd.exe"}));
+    ev.set("winlog.event_id", 3);
+    assert!(e.matches(&ev).is_empty());
+    let mut ev = Event::new(chrono::Utc::now());
+    ev.set("winlog.channel", "Security");
+    ev.set("winlog.event_id", 4688);
+    ev.set("winlog.event_data.NewProcessName", "C:\\cmd.exe");
+    assert_eq!(e.matches(&ev).len(), 1);
+}
+
+#[test]
+fn filters_exclude_events_from_named_rules() {
+    let yaml = format!(
+        "{}---\ntitle: f\nlogsource:\n  product: windows\n  category: process_creation\n\
+         filter:\n  rules:\n    - r1\n  selection:\n    User|startswith: adm_\n  condition: selection\n",
+        rule("  sel:\n    Image|endswith: cmd.exe\n  condition: sel\n")
+    );
+    let e = engine(&yaml);
+    assert!(hits(&e, json!({"Image": "cmd.exe", "User": "bob"})));
+    assert!(!hits(&e, json!({"Image": "cmd.exe", "User": "adm_bob"})));
+}
+
+#[test]
+fn invalid_rules_are_reported_not_loaded() {
+    for bad in [
+        "title: x\nlogsource: {product: windows}\ndetection:\n  sel: {A: b}\n  condition: nope\n",
+        "title: x\nlogsource: {product: windows}\ndetection:\n  sel: {A|bogus: b}\n  condition: sel\n",
+        "title: x\nlogsource: {product: windows}\n",
+        "::: not yaml",
+        "title: x\nlogsource: {product: windows}\ndetection:\n  sel: {A|re: '(('}\n  condition: sel\n",
+    ] {
+        let (set, reports) = RuleSet::from_yaml_str(bad, &LoadOptions::default());
+        assert_eq!(set.len(), 0);
+        assert!(!reports[0].status.is_loaded(), "{bad}");
+    }
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    const RULES: &str = "title: a\nid: a\nlogsource: {product: windows, category: process_creation}\n\
+detection:\n  s1:\n    CommandLine|contains: ['ab', 'cd']\n  s2:\n    Image|endswith: 'x.exe'\n  f:\n    User: 'bo*'\n  condition: (s1 or s2) and not f\n\
+---\ntitle: b\nid: b\nlogsource: {product: windows, category: process_creation}\n\
+detection:\n  s:\n    CommandLine|contains|all: ['a', 'bc']\n  k:\n    - 'dd'\n  condition: s or k\n\
+---\ntitle: c\nid: c\nlogsource: {product: windows, service: security}\n\
+detection:\n  s:\n    EventID: 4688\n    NewProcessName|re: '^[abc]+$'\n  condition: s\n\
+---\ntitle: d\nid: d\nlogsource: {product: windows, category: process_creation}\n\
+detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  condition: all of them\n";
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[abcdx.eoAB ]{0,8}").unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn prefiltered_engine_agrees_with_plain_interpreter(
+            cmd in text(), img in text(), user in text(), sec in any::<bool>()
+        ) {
+            let (set, _) = RuleSet::from_yaml_str(RULES, &LoadOptions::default());
+            let e = Engine::new(set);
+            let mut ev = Event::new(chrono::Utc::now());
+            if sec {
+                ev.set("winlog.channel", "Security");
+                ev.set("winlog.event_id", 4688);
+                ev.set("winlog.event_data.NewProcessName", img.clone());
+            } else {
+                ev.set("winlog.channel", "Microsoft-Windows-Sysmon/Operational");
+                ev.set("winlog.event_id", 1);
+                ev.set("winlog.event_data.Image", img);
+            }
+            ev.set("winlog.event_data.CommandLine", cmd);
+            ev.set("winlog.event_data.User", user);
+            let mut fast: Vec<usize> = e.matches(&ev).iter().map(|m| m.rule_index).collect();
+            fast.sort_unstable();
+            prop_assert_eq!(fast, e.matches_unfiltered(&ev));
+        }
+
+        #[test]
+        fn rule_parser_never_panics(s in ".{0,200}") {
+            let (_set, _reports) = RuleSet::from_yaml_str(&s, &LoadOptions::default());
+            prop_assert!(true);
+        }
+    }
+}

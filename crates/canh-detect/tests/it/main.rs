@@ -1,0 +1,15 @@
+//! Integration tests of canh-detect on real data: the SigmaHQ corpus, its regression logs,
+//! and correlation rules over shared EVTX files.
+
+mod correlation;
+mod regression;
+mod sigmahq;
+
+use std::path::PathBuf;
+
+pub(crate) fn datasets() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets"
+    ))
+}

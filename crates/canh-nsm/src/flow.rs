@@ -1,0 +1,519 @@
+//! Bidirectional flows: keys, counters, TCP state, timeouts and a bounded table.
+
+use crate::decode::{Timestamp, tcp_flags};
+use crate::proto::{Direction, ProtocolParser, ProtocolState};
+use crate::stream::{Chunk, Stream};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+/// Normalised flow key: the lower endpoint first, so both directions find the same flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+    proto: u8,
+    vlans: [u16; 2],
+}
+
+impl FlowKey {
+    /// Builds the key of a packet.
+    pub fn new(
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        proto: u8,
+        vlans: [u16; 2],
+    ) -> Self {
+        let (a, b) = ((src, sport), (dst, dport));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        Self {
+            lo,
+            hi,
+            proto,
+            vlans,
+        }
+    }
+}
+
+/// Flow state as EVE names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// Only one side seen (or TCP handshake not finished).
+    New,
+    /// Both sides seen / TCP established.
+    Established,
+    /// TCP closed (FIN both ways or RST).
+    Closed,
+}
+
+impl FlowState {
+    /// EVE spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Established => "established",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// TCP connection state (EVE `tcp.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    /// Nothing seen yet.
+    None,
+    /// SYN seen.
+    SynSent,
+    /// SYN/ACK seen.
+    SynRecv,
+    /// Handshake done.
+    Established,
+    /// One side sent FIN.
+    FinWait1,
+    /// The FIN was acknowledged.
+    FinWait2,
+    /// Both sides sent FIN.
+    TimeWait,
+    /// Both FINs acknowledged, or a reset.
+    Closed,
+}
+
+impl TcpState {
+    /// EVE spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::SynSent => "syn_sent",
+            Self::SynRecv => "syn_recv",
+            Self::Established => "established",
+            Self::FinWait1 => "fin_wait1",
+            Self::FinWait2 => "fin_wait2",
+            Self::TimeWait => "time_wait",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// Application-layer state of a flow.
+pub struct AppLayer {
+    /// The detected protocol.
+    pub proto: Option<&'static dyn ProtocolParser>,
+    /// Its per-flow state.
+    pub state: Option<Box<dyn ProtocolState>>,
+    /// Detection gave up in this direction.
+    pub detect_failed: [bool; 2],
+    /// Bytes kept for detection or for an incomplete parse, per direction.
+    pub pending: [Vec<u8>; 2],
+    /// Parsing stopped in this direction (error or gap).
+    pub stopped: [bool; 2],
+}
+
+impl AppLayer {
+    fn new() -> Self {
+        Self {
+            proto: None,
+            state: None,
+            detect_failed: [false; 2],
+            pending: [Vec::new(), Vec::new()],
+            stopped: [false; 2],
+        }
+    }
+
+    /// EVE `app_proto`: the protocol, `failed`, or nothing yet.
+    pub fn eve_name(&self) -> Option<&'static str> {
+        match self.proto {
+            Some(p) => Some(p.app_proto()),
+            None if self.detect_failed[0] || self.detect_failed[1] => Some("failed"),
+            None => None,
+        }
+    }
+}
+
+/// One bidirectional flow.
+pub struct Flow {
+    /// EVE `flow_id`.
+    pub id: u64,
+    /// Client address (sender of the first packet, or of the SYN).
+    pub client: (IpAddr, u16),
+    /// Server address.
+    pub server: (IpAddr, u16),
+    /// IP protocol number.
+    pub proto: u8,
+    /// VLAN ids.
+    pub vlans: [u16; 2],
+    /// How many VLAN ids apply.
+    pub vlan_count: u8,
+    /// First packet time.
+    pub start: Timestamp,
+    /// Last packet time.
+    pub end: Timestamp,
+    /// Packets per direction.
+    pub pkts: [u64; 2],
+    /// Bytes per direction (whole captured frames, as Suricata counts them).
+    pub bytes: [u64; 2],
+    /// TCP flags seen per direction.
+    pub tcp_flags: [u8; 2],
+    /// TCP state.
+    pub tcp_state: TcpState,
+    /// FIN seen per direction.
+    pub fin: [bool; 2],
+    /// ICMP type/code of the first packet each way.
+    pub icmp: [Option<(u8, u8)>; 2],
+    /// TCP reassembly per direction.
+    pub streams: [Stream; 2],
+    /// Application layer.
+    pub app: AppLayer,
+    /// TCP session picked up without its handshake.
+    pub midstream: bool,
+    /// Community ID v1 of the flow.
+    pub community_id: String,
+    /// In-order stream data per direction not yet acknowledged by the peer, with its first
+    /// sequence number. Like an IDS, the application layer sees data once it is acknowledged.
+    pub held: [VecDeque<(u32, Chunk)>; 2],
+    /// Bytes in `held`, per direction.
+    pub held_bytes: [usize; 2],
+    /// Application events logged for this flow.
+    pub app_events: u64,
+}
+
+impl Flow {
+    /// Flow state as EVE reports it.
+    pub fn state(&self) -> FlowState {
+        if self.proto == 6 {
+            return match self.tcp_state {
+                TcpState::None | TcpState::SynSent | TcpState::SynRecv => FlowState::New,
+                TcpState::Closed => FlowState::Closed,
+                _ => FlowState::Established,
+            };
+        }
+        if self.pkts[0] > 0 && self.pkts[1] > 0 {
+            FlowState::Established
+        } else {
+            FlowState::New
+        }
+    }
+
+    /// Updates the TCP state machine with a segment's flags.
+    pub fn update_tcp(&mut self, dir: Direction, flags: u8) {
+        use tcp_flags::{ACK, FIN, RST, SYN};
+        let i = dir.index();
+        self.tcp_flags[i] |= flags;
+        if flags & RST != 0 {
+            if self.tcp_state != TcpState::None {
+                self.tcp_state = TcpState::Closed;
+            }
+            return;
+        }
+        self.tcp_state = match (self.tcp_state, dir) {
+            (TcpState::None, _) if flags & SYN != 0 && flags & ACK == 0 => TcpState::SynSent,
+            (TcpState::None, _) if flags & SYN != 0 => TcpState::SynRecv,
+            (TcpState::None, _) if self.midstream => TcpState::Established,
+            (TcpState::SynSent, Direction::ToClient) if flags & SYN != 0 && flags & ACK != 0 => {
+                TcpState::SynRecv
+            }
+            (TcpState::SynRecv, Direction::ToServer) if flags & ACK != 0 && flags & SYN == 0 => {
+                TcpState::Established
+            }
+            (state, _) => state,
+        };
+        if flags & FIN != 0 && !self.fin[i] {
+            self.fin[i] = true;
+            self.tcp_state = match self.tcp_state {
+                TcpState::Established | TcpState::SynRecv => TcpState::FinWait1,
+                TcpState::FinWait1 | TcpState::FinWait2 => TcpState::TimeWait,
+                other => other,
+            };
+        } else if flags & ACK != 0 {
+            self.tcp_state = match self.tcp_state {
+                TcpState::FinWait1 if !self.fin[i] => TcpState::FinWait2,
+                TcpState::TimeWait if self.fin[0] && self.fin[1] => TcpState::Closed,
+                other => other,
+            };
+        }
+    }
+
+    /// Timeout in seconds for the current state.
+    pub fn timeout(&self, t: &Timeouts) -> i64 {
+        match (self.proto, self.state()) {
+            (6, FlowState::New) => t.tcp_new,
+            (6, FlowState::Established) => t.tcp_established,
+            (6, FlowState::Closed) => t.tcp_closed,
+            (_, FlowState::New) => t.other_new,
+            (_, _) => t.other_established,
+        }
+    }
+}
+
+/// Flow timeouts by state, in seconds (Suricata's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP before the handshake completes.
+    pub tcp_new: i64,
+    /// Established TCP.
+    pub tcp_established: i64,
+    /// Closed TCP.
+    pub tcp_closed: i64,
+    /// UDP/ICMP/other with one side seen.
+    pub other_new: i64,
+    /// UDP/ICMP/other with both sides seen.
+    pub other_established: i64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_new: 60,
+            tcp_established: 600,
+            tcp_closed: 60,
+            other_new: 30,
+            other_established: 300,
+        }
+    }
+}
+
+/// Why a flow left the table (EVE `flow.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Idle longer than its timeout.
+    Timeout,
+    /// Evicted because the table was full.
+    Forced,
+    /// End of input.
+    Shutdown,
+}
+
+impl EndReason {
+    /// EVE spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Forced => "forced",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counters of the flow table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Flows created.
+    pub created: u64,
+    /// Flows ended by timeout.
+    pub timed_out: u64,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+    /// Largest number of live flows.
+    pub peak: u64,
+}
+
+/// The flow table, bounded by a number of flows derived from a memory budget.
+pub struct FlowTable {
+    flows: HashMap<FlowKey, Flow>,
+    order: VecDeque<(FlowKey, u64)>,
+    max_flows: usize,
+    next_id: u64,
+    /// Counters.
+    pub stats: FlowStats,
+}
+
+/// Rough bytes per flow (entry, key, streams, app state), for the memory budget.
+pub const FLOW_COST_BYTES: usize = 512;
+
+impl FlowTable {
+    /// A table holding at most `memcap / FLOW_COST_BYTES` flows.
+    pub fn new(memcap: usize) -> Self {
+        Self {
+            flows: HashMap::new(),
+            order: VecDeque::new(),
+            max_flows: (memcap / FLOW_COST_BYTES).max(16),
+            next_id: 0,
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// Live flows.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether no flow is live.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Finds a flow.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        self.flows.get_mut(key)
+    }
+
+    /// Inserts a new flow; returns a flow evicted to make room, if any.
+    pub fn insert(&mut self, key: FlowKey, mut flow: Flow) -> Option<Flow> {
+        let mut evicted = None;
+        if self.flows.len() >= self.max_flows {
+            while let Some((old, id)) = self.order.pop_front() {
+                if self.flows.get(&old).is_some_and(|f| f.id == id) {
+                    evicted = self.flows.remove(&old);
+                    self.stats.evicted += 1;
+                    break;
+                }
+            }
+        }
+        self.next_id += 1;
+        flow.id = flow_id(self.next_id);
+        self.order.push_back((key, flow.id));
+        self.flows.insert(key, flow);
+        self.stats.created += 1;
+        self.stats.peak = self.stats.peak.max(self.flows.len() as u64);
+        evicted
+    }
+
+    /// Removes flows idle longer than their timeout at `now`.
+    pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts) -> Vec<Flow> {
+        let expired: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.secs - f.end.secs > f.timeout(timeouts))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::with_capacity(expired.len());
+        for key in expired {
+            if let Some(f) = self.flows.remove(&key) {
+                out.push(f);
+            }
+        }
+        self.stats.timed_out += out.len() as u64;
+        if !out.is_empty() && self.order.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            self.order
+                .retain(|(k, id)| flows.get(k).is_some_and(|f| f.id == *id));
+        }
+        out
+    }
+
+    /// Removes every flow, oldest first.
+    pub fn drain_all(&mut self) -> Vec<Flow> {
+        let mut out: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        out.sort_by_key(|f| (f.start, f.id));
+        self.order.clear();
+        out
+    }
+}
+
+/// Spreads a counter over 64 bits (splitmix64) so ids look like Suricata's hashed ids but stay
+/// deterministic for a given capture; kept below 2^53 so JSON readers keep them exact.
+fn flow_id(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) & ((1 << 53) - 1)
+}
+
+/// Builds a fresh flow.
+pub fn new_flow(
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    proto: u8,
+    vlans: &[u16],
+    ts: Timestamp,
+    max_stream_buffer: usize,
+) -> Flow {
+    let mut v = [0u16; 2];
+    for (slot, id) in v.iter_mut().zip(vlans) {
+        *slot = *id;
+    }
+    Flow {
+        id: 0,
+        client,
+        server,
+        proto,
+        vlans: v,
+        vlan_count: vlans.len().min(2) as u8,
+        start: ts,
+        end: ts,
+        pkts: [0; 2],
+        bytes: [0; 2],
+        tcp_flags: [0; 2],
+        tcp_state: TcpState::None,
+        fin: [false; 2],
+        icmp: [None; 2],
+        streams: [
+            Stream::new(max_stream_buffer),
+            Stream::new(max_stream_buffer),
+        ],
+        app: AppLayer::new(),
+        midstream: false,
+        community_id: String::new(),
+        held: [VecDeque::new(), VecDeque::new()],
+        held_bytes: [0; 2],
+        app_events: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let a = FlowKey::new(ip(1), 1000, ip(2), 80, 6, [0; 2]);
+        let b = FlowKey::new(ip(2), 80, ip(1), 1000, 6, [0; 2]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn tcp_handshake_and_close_move_the_state() {
+        use tcp_flags::*;
+        let mut f = new_flow((ip(1), 1), (ip(2), 2), 6, &[], Timestamp::default(), 1024);
+        f.update_tcp(Direction::ToServer, SYN);
+        assert_eq!(f.state(), FlowState::New);
+        f.update_tcp(Direction::ToClient, SYN | ACK);
+        f.update_tcp(Direction::ToServer, ACK);
+        assert_eq!(f.tcp_state, TcpState::Established);
+        f.update_tcp(Direction::ToServer, FIN | ACK);
+        f.update_tcp(Direction::ToClient, FIN | ACK);
+        f.update_tcp(Direction::ToServer, ACK);
+        assert_eq!(f.tcp_state, TcpState::Closed);
+        assert_eq!(f.state(), FlowState::Closed);
+    }
+
+    #[test]
+    fn full_table_evicts_the_oldest_flow() {
+        let mut t = FlowTable::new(0); // minimum of 16 flows
+        for n in 0..20u16 {
+            let key = FlowKey::new(ip(1), n, ip(2), 53, 17, [0; 2]);
+            let f = new_flow((ip(1), n), (ip(2), 53), 17, &[], Timestamp::default(), 16);
+            let evicted = t.insert(key, f);
+            assert_eq!(evicted.is_some(), n >= 16);
+            if let Some(e) = evicted {
+                assert_eq!(e.client.1, n - 16);
+            }
+        }
+        assert_eq!(t.len(), 16);
+        assert_eq!(t.stats.evicted, 4);
+    }
+
+    #[test]
+    fn idle_flows_time_out_by_state() {
+        let mut t = FlowTable::new(1 << 20);
+        let key = FlowKey::new(ip(1), 5, ip(2), 53, 17, [0; 2]);
+        t.insert(
+            key,
+            new_flow((ip(1), 5), (ip(2), 53), 17, &[], Timestamp::new(100, 0), 16),
+        );
+        assert!(
+            t.expire(Timestamp::new(120, 0), &Timeouts::default())
+                .is_empty()
+        );
+        assert_eq!(
+            t.expire(Timestamp::new(131, 0), &Timeouts::default()).len(),
+            1
+        );
+        assert_eq!(t.stats.timed_out, 1);
+    }
+}

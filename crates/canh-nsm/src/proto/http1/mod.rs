@@ -1,0 +1,395 @@
+//! HTTP/1.x: detection by content, request/response pairing, EVE `http` records.
+
+pub mod parser;
+
+use crate::proto::{
+    AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
+};
+use parser::{Chunked, Framing, Head, HeadResult, looks_like_request, looks_like_response};
+use serde_json::{Map, Value, json};
+use std::collections::VecDeque;
+
+/// Transactions kept per flow while waiting for responses.
+const MAX_PENDING_TX: usize = 256;
+
+/// The HTTP/1 protocol.
+pub struct Http1Protocol;
+
+impl ProtocolParser for Http1Protocol {
+    fn id(&self) -> &'static str {
+        "http1"
+    }
+    fn app_proto(&self) -> &'static str {
+        "http"
+    }
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp]
+    }
+    fn ports(&self) -> &'static [u16] {
+        &[80, 8080, 8000, 3128]
+    }
+    fn probe(&self, _t: Transport, dir: Direction, data: &[u8], _port_match: bool) -> Probe {
+        let r = match dir {
+            Direction::ToServer => looks_like_request(data),
+            Direction::ToClient => looks_like_response(data),
+        };
+        match r {
+            Some(true) => Probe::Yes,
+            Some(false) => Probe::No,
+            None => Probe::NeedMore,
+        }
+    }
+    fn new_state(&self, _t: Transport) -> Box<dyn ProtocolState> {
+        Box::new(Http1State::default())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tx {
+    request: Option<Head>,
+    response: Option<Head>,
+    request_body: u64,
+    response_body: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Body {
+    #[default]
+    None,
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+#[derive(Debug, Default)]
+struct Http1State {
+    txs: VecDeque<Tx>,
+    /// Index in `txs` of the transaction whose response is being read.
+    next_tx_id: u64,
+    req_body: Body,
+    resp_body: Body,
+    /// The response being read belongs to txs[resp_tx] (front when reading).
+    resp_open: bool,
+}
+
+impl Http1State {
+    fn log_front(&mut self, out: &mut Vec<AppEvent>) {
+        if let Some(tx) = self.txs.pop_front() {
+            out.push(tx_event(&tx, self.next_tx_id));
+            self.next_tx_id += 1;
+        }
+    }
+
+    fn body_len(body: &mut Body, data: &[u8], counter: &mut u64) -> Option<(usize, bool)> {
+        match body {
+            Body::None => Some((0, true)),
+            Body::Length(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                *counter += take;
+                Some((take as usize, *left == 0))
+            }
+            Body::Chunked(c) => {
+                let used = c.advance(data)?;
+                *counter += used as u64;
+                Some((used, *c == Chunked::Done))
+            }
+            Body::UntilClose => {
+                *counter += data.len() as u64;
+                Some((data.len(), false))
+            }
+        }
+    }
+
+    fn parse_requests(&mut self, data: &[u8]) -> ParseResult {
+        let mut at = 0;
+        while at < data.len() {
+            if self.req_body != Body::None {
+                let Some(tx) = self.txs.back_mut() else {
+                    self.req_body = Body::None;
+                    continue;
+                };
+                let Some((used, done)) =
+                    Self::body_len(&mut self.req_body, &data[at..], &mut tx.request_body)
+                else {
+                    return ParseResult::Error;
+                };
+                at += used;
+                if done {
+                    self.req_body = Body::None;
+                } else {
+                    break;
+                }
+                continue;
+            }
+            // Stray line ends between pipelined requests.
+            while at < data.len() && (data[at] == b'\r' || data[at] == b'\n') {
+                at += 1;
+            }
+            if at >= data.len() {
+                break;
+            }
+            match parser::parse_request_head(&data[at..]) {
+                HeadResult::Partial => {
+                    return ParseResult::Incomplete {
+                        consumed: at,
+                        needed: 1,
+                    };
+                }
+                HeadResult::Invalid => return ParseResult::Error,
+                HeadResult::Done(head) => {
+                    at += head.len;
+                    self.req_body = match head.body_framing() {
+                        Framing::Length(0) => Body::None,
+                        Framing::Length(n) => Body::Length(n),
+                        Framing::Chunked => Body::Chunked(Chunked::Size),
+                        Framing::UntilClose => Body::None,
+                    };
+                    if self.txs.len() >= MAX_PENDING_TX {
+                        return ParseResult::Error;
+                    }
+                    self.txs.push_back(Tx {
+                        request: Some(head),
+                        ..Tx::default()
+                    });
+                }
+            }
+        }
+        ParseResult::Consumed
+    }
+
+    fn parse_responses(&mut self, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
+        let mut at = 0;
+        while at < data.len() {
+            if self.resp_open {
+                let Some(tx) = self.txs.front_mut() else {
+                    self.resp_open = false;
+                    continue;
+                };
+                let Some((used, done)) =
+                    Self::body_len(&mut self.resp_body, &data[at..], &mut tx.response_body)
+                else {
+                    return ParseResult::Error;
+                };
+                at += used;
+                if done {
+                    self.resp_open = false;
+                    self.resp_body = Body::None;
+                    self.log_front(out);
+                } else {
+                    break;
+                }
+                continue;
+            }
+            while at < data.len() && (data[at] == b'\r' || data[at] == b'\n') {
+                at += 1;
+            }
+            if at >= data.len() {
+                break;
+            }
+            match parser::parse_response_head(&data[at..]) {
+                HeadResult::Partial => {
+                    return ParseResult::Incomplete {
+                        consumed: at,
+                        needed: 1,
+                    };
+                }
+                HeadResult::Invalid => return ParseResult::Error,
+                HeadResult::Done(head) => {
+                    at += head.len;
+                    let status = head.status.unwrap_or(0);
+                    if (100..200).contains(&status) && status != 101 {
+                        continue; // interim response: the final one follows
+                    }
+                    if self.txs.front().is_none_or(|tx| tx.response.is_some()) {
+                        // A response without a request: log it on its own.
+                        self.txs.push_front(Tx::default());
+                    }
+                    let is_head = self
+                        .txs
+                        .front()
+                        .and_then(|tx| tx.request.as_ref())
+                        .and_then(|r| r.method.as_deref())
+                        .is_some_and(|m| m.eq_ignore_ascii_case("HEAD"));
+                    let no_body = is_head || status == 204 || status == 304 || status == 101;
+                    self.resp_body = if no_body {
+                        Body::None
+                    } else {
+                        match head.body_framing() {
+                            Framing::Length(0) => Body::None,
+                            Framing::Length(n) => Body::Length(n),
+                            Framing::Chunked => Body::Chunked(Chunked::Size),
+                            Framing::UntilClose => Body::UntilClose,
+                        }
+                    };
+                    if let Some(tx) = self.txs.front_mut() {
+                        tx.response = Some(head);
+                    }
+                    if self.resp_body == Body::None {
+                        self.log_front(out);
+                        if status == 101 {
+                            // Protocol switch: what follows is not HTTP/1.
+                            return ParseResult::Error;
+                        }
+                    } else {
+                        self.resp_open = true;
+                    }
+                }
+            }
+        }
+        ParseResult::Consumed
+    }
+}
+
+impl ProtocolState for Http1State {
+    fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
+        match dir {
+            Direction::ToServer => self.parse_requests(data),
+            Direction::ToClient => self.parse_responses(data, out),
+        }
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64) -> bool {
+        // A gap inside a body of known length is skipped; anywhere else parsing stops.
+        let body = match dir {
+            Direction::ToServer => &mut self.req_body,
+            Direction::ToClient => &mut self.resp_body,
+        };
+        match body {
+            Body::Length(left) if *left > len => {
+                *left -= len;
+                true
+            }
+            Body::UntilClose => true,
+            _ => false,
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<AppEvent>) {
+        while !self.txs.is_empty() {
+            self.log_front(out);
+        }
+    }
+}
+
+fn tx_event(tx: &Tx, tx_id: u64) -> AppEvent {
+    let mut o = Map::new();
+    if let Some(req) = &tx.request {
+        let uri = req.uri.clone().unwrap_or_default();
+        let host = req.header("host").map(str::to_string).or_else(|| {
+            // absolute-form target: http://host[:port]/path
+            uri.split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or("").to_string())
+        });
+        if let Some(host) = host {
+            let (name, port) = split_host_port(&host);
+            o.insert("hostname".into(), Value::String(name.to_ascii_lowercase()));
+            if let Some(p) = port {
+                o.insert("http_port".into(), json!(p));
+            }
+        }
+        o.insert("url".into(), Value::String(uri));
+        if let Some(ua) = req.header("user-agent") {
+            o.insert("http_user_agent".into(), Value::String(ua.into()));
+        }
+        if let Some(r) = req.header("referer") {
+            o.insert("http_refer".into(), Value::String(r.into()));
+        }
+        if let Some(x) = req.header("x-forwarded-for") {
+            o.insert("xff".into(), Value::String(x.into()));
+        }
+        if let Some(m) = &req.method {
+            o.insert("http_method".into(), Value::String(m.clone()));
+        }
+        o.insert("protocol".into(), Value::String(req.protocol.clone()));
+        o.insert("request_body_len".into(), json!(tx.request_body));
+    }
+    if let Some(resp) = &tx.response {
+        if let Some(ct) = resp.header("content-type") {
+            let ct = ct.split(';').next().unwrap_or("").trim();
+            o.insert("http_content_type".into(), Value::String(ct.into()));
+        }
+        if let Some(s) = resp.status {
+            o.insert("status".into(), json!(s));
+        }
+        if let Some(loc) = resp.header("location") {
+            o.insert("redirect".into(), Value::String(loc.into()));
+        }
+        if tx.request.is_none() {
+            o.insert("protocol".into(), Value::String(resp.protocol.clone()));
+        }
+        o.insert("response_body_len".into(), json!(tx.response_body));
+    }
+    o.insert("length".into(), json!(tx.response_body));
+    AppEvent {
+        event_type: "http",
+        direction: None,
+        body: o,
+        tx_id: Some(tx_id),
+    }
+}
+
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if host.starts_with('[') {
+        // [v6]:port
+        if let Some((h, p)) = host.rsplit_once("]:") {
+            return (&h[1..], p.parse().ok());
+        }
+        return (host.trim_start_matches('[').trim_end_matches(']'), None);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+        _ => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelined_requests_pair_with_responses() {
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        let reqs = b"GET /1 HTTP/1.1\r\nHost: Example.ORG:8080\r\nUser-Agent: t\r\n\r\n\
+                     POST /2 HTTP/1.1\r\nHost: example.org\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(
+            s.parse(Direction::ToServer, reqs, &mut out),
+            ParseResult::Consumed
+        );
+        let resps = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                      Content-Length: 5\r\n\r\nhello\
+                      HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      2\r\nno\r\n0\r\n\r\n";
+        assert_eq!(
+            s.parse(Direction::ToClient, resps, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(out.len(), 2);
+        let first = &out[0].body;
+        assert_eq!(first["hostname"], "example.org");
+        assert_eq!(first["http_port"], 8080);
+        assert_eq!(first["url"], "/1");
+        assert_eq!(first["status"], 200);
+        assert_eq!(first["http_content_type"], "text/html");
+        assert_eq!(first["length"], 5);
+        let second = &out[1].body;
+        assert_eq!(second["http_method"], "POST");
+        assert_eq!(second["request_body_len"], 3);
+        assert_eq!(second["status"], 404);
+        assert_eq!(out[1].tx_id, Some(1));
+    }
+
+    #[test]
+    fn unanswered_request_is_logged_at_close() {
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        let r = s.parse(Direction::ToServer, b"GET / HTTP/1.0\r\n\r\n", &mut out);
+        assert_eq!(r, ParseResult::Consumed);
+        assert!(out.is_empty());
+        s.close(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].body["protocol"], "HTTP/1.0");
+        assert!(out[0].body.get("status").is_none());
+    }
+}

@@ -1,0 +1,775 @@
+//! The sensor engine: packets in, EVE records out.
+
+use crate::NsmError;
+use crate::community_id::community_id_v1;
+use crate::decode::{
+    self, Frame, Ip, LinkInfo, LinkType, Timestamp, Transport as L4, decode_frame,
+    decode_gre_inner, decode_transport, tcp_flags,
+};
+use crate::defrag::{Defrag, DefragOutcome, DefragStats};
+use crate::eve;
+use crate::flow::{EndReason, Flow, FlowKey, FlowStats, FlowTable, Timeouts, new_flow};
+use crate::proto::{AppEvent, Direction, PROTOCOLS, ParseResult, Probe, Transport};
+use crate::stream::Chunk;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Bytes kept per direction while detecting the protocol.
+const DETECT_BUFFER: usize = 4096;
+/// Tunnel nesting allowed (GRE in GRE, VXLAN in GRE, ...).
+const MAX_TUNNEL_DEPTH: u8 = 3;
+
+/// Sensor settings.
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    /// Memory budget for the flow table, in bytes.
+    pub flow_memcap: usize,
+    /// Out-of-order bytes buffered per TCP direction.
+    pub stream_buffer: usize,
+    /// Bytes an application parser may leave unconsumed per direction.
+    pub app_buffer: usize,
+    /// Flow timeouts.
+    pub timeouts: Timeouts,
+    /// Parse TCP sessions whose handshake was not seen.
+    pub midstream: bool,
+    /// IP datagrams reassembled at the same time.
+    pub defrag_max: usize,
+    /// Community ID seed.
+    pub community_id_seed: u16,
+    /// Write a `stats` record at the end.
+    pub stats_record: bool,
+    /// Also treat this UDP port as VXLAN.
+    pub vxlan_port: u16,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            flow_memcap: 128 << 20,
+            stream_buffer: 1 << 20,
+            app_buffer: 1 << 20,
+            timeouts: Timeouts::default(),
+            midstream: false,
+            defrag_max: 4096,
+            community_id_seed: 0,
+            stats_record: true,
+            vxlan_port: decode::VXLAN_PORT,
+        }
+    }
+}
+
+/// Counters of a sensor run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SensorStats {
+    /// Packets read.
+    pub packets: u64,
+    /// Captured bytes read.
+    pub bytes: u64,
+    /// IPv4 packets.
+    pub ipv4: u64,
+    /// IPv6 packets.
+    pub ipv6: u64,
+    /// Frames that were not IP.
+    pub not_ip: u64,
+    /// Decoder anomalies.
+    pub decode_anomalies: u64,
+    /// Application-layer anomalies.
+    pub app_anomalies: u64,
+    /// Tunnelled packets decoded (GRE, VXLAN).
+    pub tunnelled: u64,
+    /// Records written per event type.
+    pub events: BTreeMap<String, u64>,
+    /// Flow table counters.
+    pub flows: FlowStats,
+    /// Fragment reassembly counters.
+    pub defrag: DefragStats,
+    /// TCP segments buffered out of order.
+    pub tcp_out_of_order: u64,
+    /// TCP overlapping segments.
+    pub tcp_overlaps: u64,
+    /// TCP gaps.
+    pub tcp_gaps: u64,
+    /// The capture ended in the middle of a block.
+    pub truncated_capture: bool,
+}
+
+/// The network sensor engine.
+pub struct Sensor<W: Write> {
+    cfg: SensorConfig,
+    out: W,
+    flows: FlowTable,
+    defrag: Defrag,
+    stats: SensorStats,
+    last_ts: Timestamp,
+    last_expire: i64,
+    pcap_cnt: u64,
+    scratch: Vec<AppEvent>,
+}
+
+/// What the current packet contributes to its flow.
+struct PacketView<'a> {
+    ts: Timestamp,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    link: LinkInfo,
+    wire_len: u64,
+    l4: L4<'a>,
+}
+
+impl<W: Write> Sensor<W> {
+    /// A sensor writing EVE lines to `out`.
+    pub fn new(cfg: SensorConfig, out: W) -> Self {
+        Self {
+            flows: FlowTable::new(cfg.flow_memcap),
+            defrag: Defrag::new(cfg.defrag_max, 60),
+            cfg,
+            out,
+            stats: SensorStats::default(),
+            last_ts: Timestamp::default(),
+            last_expire: i64::MIN,
+            pcap_cnt: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Time of the last packet.
+    pub fn last_timestamp(&self) -> Timestamp {
+        self.last_ts
+    }
+
+    /// Records that the capture ended mid-block.
+    pub fn note_truncated_capture(&mut self) {
+        self.stats.truncated_capture = true;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SensorStats {
+        &self.stats
+    }
+
+    fn write(&mut self, rec: &Value) -> Result<(), NsmError> {
+        let et = rec
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        *self.stats.events.entry(et.to_string()).or_default() += 1;
+        serde_json::to_writer(&mut self.out, rec).map_err(|e| NsmError::Output(e.into()))?;
+        self.out.write_all(b"\n").map_err(NsmError::Output)
+    }
+
+    /// Processes one captured frame. `_origlen` is the length on the wire.
+    pub fn process(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        _origlen: u32,
+    ) -> Result<(), NsmError> {
+        self.pcap_cnt += 1;
+        self.stats.packets += 1;
+        self.stats.bytes += data.len() as u64;
+        if ts > self.last_ts {
+            self.last_ts = ts;
+        }
+        if ts.secs > self.last_expire {
+            self.last_expire = ts.secs;
+            self.expire(ts)?;
+        }
+        match decode_frame(link, data) {
+            Err(a) => self.decode_anomaly(ts, a.event),
+            Ok(Frame::NotIp) => {
+                self.stats.not_ip += 1;
+                Ok(())
+            }
+            Ok(Frame::Ip(info, ip)) => self.handle_ip(ts, info, ip, data.len() as u64, 0),
+        }
+    }
+
+    fn decode_anomaly(&mut self, ts: Timestamp, event: &str) -> Result<(), NsmError> {
+        self.stats.decode_anomalies += 1;
+        let rec = eve::anomaly_record(ts, self.pcap_cnt, "decode", event, None);
+        self.write(&rec)
+    }
+
+    fn handle_ip(
+        &mut self,
+        ts: Timestamp,
+        info: LinkInfo,
+        ip: Ip<'_>,
+        wire_len: u64,
+        depth: u8,
+    ) -> Result<(), NsmError> {
+        match ip.src {
+            IpAddr::V4(_) => self.stats.ipv4 += 1,
+            IpAddr::V6(_) => self.stats.ipv6 += 1,
+        }
+        if let Some(frag) = ip.frag {
+            let outcome = self
+                .defrag
+                .add(ts, ip.src, ip.dst, ip.proto, frag, ip.payload);
+            self.stats.defrag = self.defrag.stats;
+            return match outcome {
+                DefragOutcome::Pending => Ok(()),
+                DefragOutcome::Invalid(ev) => self.decode_anomaly(ts, ev),
+                DefragOutcome::Complete(buf) => match decode_transport(ip.proto, &buf) {
+                    Err(a) => self.decode_anomaly(ts, a.event),
+                    Ok(l4) => {
+                        let view = PacketView {
+                            ts,
+                            src: ip.src,
+                            dst: ip.dst,
+                            proto: ip.proto,
+                            link: info,
+                            wire_len,
+                            l4,
+                        };
+                        self.handle_l4(view, depth)
+                    }
+                },
+            };
+        }
+        match decode_transport(ip.proto, ip.payload) {
+            Err(a) => self.decode_anomaly(ts, a.event),
+            Ok(l4) => {
+                let view = PacketView {
+                    ts,
+                    src: ip.src,
+                    dst: ip.dst,
+                    proto: ip.proto,
+                    link: info,
+                    wire_len,
+                    l4,
+                };
+                self.handle_l4(view, depth)
+            }
+        }
+    }
+
+    fn handle_l4(&mut self, pkt: PacketView<'_>, depth: u8) -> Result<(), NsmError> {
+        // Tunnels: only the inner packet makes a flow.
+        match pkt.l4 {
+            L4::Gre { ethertype, payload } if depth < MAX_TUNNEL_DEPTH => {
+                return match decode_gre_inner(ethertype, payload) {
+                    Ok(Frame::Ip(info, ip)) => {
+                        self.stats.tunnelled += 1;
+                        self.handle_ip(pkt.ts, info, ip, pkt.wire_len, depth + 1)
+                    }
+                    Ok(Frame::NotIp) => Ok(()),
+                    Err(a) => self.decode_anomaly(pkt.ts, a.event),
+                };
+            }
+            L4::Udp { dport, payload, .. }
+                if dport == self.cfg.vxlan_port && depth < MAX_TUNNEL_DEPTH =>
+            {
+                if let Some(inner) = decode::decode_vxlan(payload) {
+                    let mut info = LinkInfo::default();
+                    return match decode::decode_ethernet(inner, &mut info) {
+                        Ok(Frame::Ip(info, ip)) => {
+                            self.stats.tunnelled += 1;
+                            self.handle_ip(pkt.ts, info, ip, pkt.wire_len, depth + 1)
+                        }
+                        Ok(Frame::NotIp) => Ok(()),
+                        Err(a) => self.decode_anomaly(pkt.ts, a.event),
+                    };
+                }
+            }
+            L4::Udp {
+                sport,
+                dport,
+                payload,
+            } if (sport == decode::TEREDO_PORT || dport == decode::TEREDO_PORT)
+                && depth < MAX_TUNNEL_DEPTH =>
+            {
+                // Teredo keeps its outer UDP flow (as Suricata does) and adds the inner one.
+                if let Some(inner) = decode::decode_teredo(payload) {
+                    let (ts, wire_len) = (pkt.ts, pkt.wire_len);
+                    self.handle_flow(pkt)?;
+                    return match decode::decode_ipv6(inner) {
+                        Ok(ip) => {
+                            self.stats.tunnelled += 1;
+                            self.handle_ip(ts, LinkInfo::default(), ip, wire_len, depth + 1)
+                        }
+                        Err(a) => self.decode_anomaly(ts, a.event),
+                    };
+                }
+            }
+            _ => {}
+        }
+        self.handle_flow(pkt)
+    }
+
+    fn handle_flow(&mut self, pkt: PacketView<'_>) -> Result<(), NsmError> {
+        let (sport, dport) = match pkt.l4 {
+            L4::Tcp(t) => (t.sport, t.dport),
+            L4::Udp { sport, dport, .. } | L4::Sctp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        };
+        let vlans = pkt.link.vlans;
+        let key = FlowKey::new(pkt.src, sport, pkt.dst, dport, pkt.proto, vlans);
+        if self.flows.get_mut(&key).is_none() {
+            let flow = self.create_flow(&pkt, sport, dport);
+            if let Some(evicted) = self.flows.insert(key, flow) {
+                self.end_flow(evicted, EndReason::Forced)?;
+            }
+        }
+        let cfg_midstream = self.cfg.midstream;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return Ok(());
+        };
+        let dir = if (pkt.src, sport) == flow.client && (pkt.dst, dport) == flow.server {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let i = dir.index();
+        flow.pkts[i] += 1;
+        flow.bytes[i] += pkt.wire_len;
+        if pkt.ts > flow.end {
+            flow.end = pkt.ts;
+        }
+        let mut events = std::mem::take(&mut self.scratch);
+        let mut anomalies: Vec<&'static str> = Vec::new();
+        match pkt.l4 {
+            L4::Tcp(t) => {
+                flow.update_tcp(dir, t.flags);
+                if t.flags & tcp_flags::SYN != 0 {
+                    flow.streams[i].set_start(t.seq.wrapping_add(1));
+                }
+                // This segment acknowledges the other direction's data: release it.
+                if t.flags & tcp_flags::ACK != 0 {
+                    let chunks = release_acked(flow, dir.flip(), Some(t.ack));
+                    feed_tcp_chunks(
+                        flow,
+                        dir.flip(),
+                        chunks,
+                        &self.cfg,
+                        &mut events,
+                        &mut anomalies,
+                    );
+                }
+                let usable = flow.streams[i].started() || cfg_midstream || flow.midstream;
+                if !t.payload.is_empty() && t.flags & tcp_flags::RST == 0 && usable {
+                    let mut chunks = Vec::new();
+                    let start = flow.streams[i].next_seq().unwrap_or(t.seq);
+                    flow.streams[i].add(t.seq, t.payload, &mut chunks);
+                    hold(flow, dir, start, chunks);
+                    if flow.held_bytes[i] > self.cfg.stream_buffer {
+                        // Never acknowledged (one-sided capture): stop waiting.
+                        let chunks = release_acked(flow, dir, None);
+                        feed_tcp_chunks(flow, dir, chunks, &self.cfg, &mut events, &mut anomalies);
+                    }
+                }
+            }
+            L4::Udp { payload, .. } if !payload.is_empty() => {
+                feed_udp(flow, dir, payload, &mut events, &mut anomalies);
+            }
+            L4::Icmp { itype, code, .. } if flow.icmp[i].is_none() => {
+                flow.icmp[i] = Some((itype, code));
+            }
+            _ => {}
+        }
+        let closed = pkt.proto == 6 && flow.state() == crate::flow::FlowState::Closed;
+        let ts = pkt.ts;
+        self.emit_app(ts, &key, &mut events, &anomalies)?;
+        self.scratch = events;
+        if closed {
+            // A closed TCP session keeps its flow (for late packets) until the closed timeout;
+            // flush reassembly now so the application layer sees everything.
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let mut events = std::mem::take(&mut self.scratch);
+                let mut anomalies = Vec::new();
+                flush_streams(flow, &self.cfg, &mut events, &mut anomalies);
+                self.emit_app(ts, &key, &mut events, &anomalies)?;
+                self.scratch = events;
+            }
+        }
+        Ok(())
+    }
+
+    fn create_flow(&self, pkt: &PacketView<'_>, sport: u16, dport: u16) -> Flow {
+        let mut client = (pkt.src, sport);
+        let mut server = (pkt.dst, dport);
+        let mut midstream = false;
+        if let L4::Tcp(t) = pkt.l4 {
+            let syn = t.flags & tcp_flags::SYN != 0;
+            let ack = t.flags & tcp_flags::ACK != 0;
+            if syn && ack {
+                std::mem::swap(&mut client, &mut server);
+            }
+            midstream = !syn && self.cfg.midstream;
+        }
+        if let L4::Udp { payload, .. } = pkt.l4 {
+            // A capture may start with a server's reply: let protocols say so.
+            let reply = PROTOCOLS.iter().any(|p| {
+                p.transports().contains(&Transport::Udp) && p.is_server_reply(payload, sport)
+            });
+            if reply {
+                std::mem::swap(&mut client, &mut server);
+            }
+        }
+        let mut flow = new_flow(
+            client,
+            server,
+            pkt.proto,
+            pkt.link.vlan_ids(),
+            pkt.ts,
+            self.cfg.stream_buffer,
+        );
+        flow.midstream = midstream;
+        let (cs, cd) = match pkt.l4 {
+            L4::Icmp { itype, code, .. } => (u16::from(itype), u16::from(code)),
+            _ => (client.1, server.1),
+        };
+        let (a, b) = match pkt.l4 {
+            L4::Icmp { .. } => (pkt.src, pkt.dst),
+            _ => (client.0, server.0),
+        };
+        flow.community_id = community_id_v1(self.cfg.community_id_seed, a, b, pkt.proto, cs, cd);
+        flow
+    }
+
+    fn emit_app(
+        &mut self,
+        ts: Timestamp,
+        key: &FlowKey,
+        events: &mut Vec<AppEvent>,
+        anomalies: &[&'static str],
+    ) -> Result<(), NsmError> {
+        if events.is_empty() && anomalies.is_empty() {
+            return Ok(());
+        }
+        let mut recs = Vec::with_capacity(events.len() + anomalies.len());
+        if let Some(flow) = self.flows.get_mut(key) {
+            flow.app_events += events.len() as u64;
+            for ev in events.drain(..) {
+                recs.push(eve::app_record(ts, self.pcap_cnt, flow, ev));
+            }
+            for a in anomalies {
+                recs.push(eve::anomaly_record(
+                    ts,
+                    self.pcap_cnt,
+                    "applayer",
+                    a,
+                    Some(flow),
+                ));
+            }
+        }
+        self.stats.app_anomalies += anomalies.len() as u64;
+        for rec in &recs {
+            self.write(rec)?;
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, now: Timestamp) -> Result<(), NsmError> {
+        self.defrag.expire(now);
+        let expired = self.flows.expire(now, &self.cfg.timeouts);
+        for flow in expired {
+            self.end_flow(flow, EndReason::Timeout)?;
+        }
+        Ok(())
+    }
+
+    fn end_flow(&mut self, mut flow: Flow, reason: EndReason) -> Result<(), NsmError> {
+        let mut events = Vec::new();
+        let mut anomalies = Vec::new();
+        flush_streams(&mut flow, &self.cfg, &mut events, &mut anomalies);
+        if let Some(state) = flow.app.state.as_mut() {
+            state.close(&mut events);
+        }
+        let ts = flow.end;
+        for ev in events {
+            let rec = eve::app_record(ts, 0, &flow, ev);
+            self.write(&rec)?;
+        }
+        for a in anomalies {
+            self.stats.app_anomalies += 1;
+            let rec = eve::anomaly_record(ts, 0, "applayer", a, Some(&flow));
+            self.write(&rec)?;
+        }
+        for s in &flow.streams {
+            self.stats.tcp_out_of_order += s.stats.out_of_order;
+            self.stats.tcp_overlaps += s.stats.overlaps;
+            self.stats.tcp_gaps += s.stats.gaps;
+        }
+        let rec = eve::flow_record(&flow, reason);
+        self.write(&rec)
+    }
+
+    /// Ends every flow (reason `shutdown`), writes the `stats` record and returns the counters.
+    pub fn finish(mut self) -> Result<SensorStats, NsmError> {
+        for flow in self.flows.drain_all() {
+            self.end_flow(flow, EndReason::Shutdown)?;
+        }
+        self.stats.flows = self.flows.stats;
+        self.stats.defrag = self.defrag.stats;
+        if self.cfg.stats_record {
+            let rec = self.stats_record();
+            self.write(&rec)?;
+        }
+        self.out.flush().map_err(NsmError::Output)?;
+        Ok(self.stats)
+    }
+
+    fn stats_record(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "timestamp": self.last_ts.to_eve(),
+            "event_type": "stats",
+            "stats": {
+                "decoder": {
+                    "pkts": s.packets,
+                    "bytes": s.bytes,
+                    "ipv4": s.ipv4,
+                    "ipv6": s.ipv6,
+                    "not_ip": s.not_ip,
+                    "tunnelled": s.tunnelled,
+                    "anomalies": s.decode_anomalies,
+                    "truncated_capture": s.truncated_capture,
+                },
+                "flow": {
+                    "total": s.flows.created,
+                    "timeout": s.flows.timed_out,
+                    "memcap_evictions": s.flows.evicted,
+                    "peak": s.flows.peak,
+                },
+                "defrag": {
+                    "reassembled": s.defrag.reassembled,
+                    "timeouts": s.defrag.timeouts,
+                    "evicted": s.defrag.evicted,
+                    "overlaps": s.defrag.overlaps,
+                    "too_large": s.defrag.too_large,
+                },
+                "tcp": {
+                    "out_of_order": s.tcp_out_of_order,
+                    "overlaps": s.tcp_overlaps,
+                    "gaps": s.tcp_gaps,
+                },
+                "app_layer": { "anomalies": s.app_anomalies },
+            }
+        })
+    }
+}
+
+fn flush_streams(
+    flow: &mut Flow,
+    cfg: &SensorConfig,
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    for dir in [Direction::ToServer, Direction::ToClient] {
+        let mut chunks = release_acked(flow, dir, None);
+        flow.streams[dir.index()].flush(&mut chunks);
+        if !chunks.is_empty() {
+            feed_tcp_chunks(flow, dir, chunks, cfg, events, anomalies);
+        }
+    }
+}
+
+fn seq_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+/// Queues in-order chunks of `dir` starting at sequence `start` until the peer acknowledges them.
+fn hold(flow: &mut Flow, dir: Direction, start: u32, chunks: Vec<Chunk>) {
+    let i = dir.index();
+    let mut seq = start;
+    for c in chunks {
+        let len = match &c {
+            Chunk::Data(d) => d.len(),
+            Chunk::Gap(n) => *n as usize,
+        };
+        if let Chunk::Data(d) = &c {
+            flow.held_bytes[i] += d.len();
+        }
+        flow.held[i].push_back((seq, c));
+        seq = seq.wrapping_add(len as u32);
+    }
+}
+
+/// Takes the held chunks of `dir` acknowledged by `ack` (all of them for `None`).
+fn release_acked(flow: &mut Flow, dir: Direction, ack: Option<u32>) -> Vec<Chunk> {
+    let i = dir.index();
+    let mut out = Vec::new();
+    while let Some((seq, chunk)) = flow.held[i].pop_front() {
+        let len = match &chunk {
+            Chunk::Data(d) => d.len(),
+            Chunk::Gap(n) => *n as usize,
+        };
+        let acked = match ack {
+            None => len,
+            Some(a) => seq_diff(a, seq).clamp(0, len as i64) as usize,
+        };
+        if acked == len {
+            if let Chunk::Data(d) = &chunk {
+                flow.held_bytes[i] -= d.len();
+            }
+            out.push(chunk);
+            continue;
+        }
+        match chunk {
+            Chunk::Data(mut d) if acked > 0 => {
+                let rest = d.split_off(acked);
+                flow.held_bytes[i] -= acked;
+                out.push(Chunk::Data(d));
+                flow.held[i].push_front((seq.wrapping_add(acked as u32), Chunk::Data(rest)));
+            }
+            other => flow.held[i].push_front((seq, other)),
+        }
+        break;
+    }
+    out
+}
+
+fn port_match(flow: &Flow, ports: &[u16]) -> bool {
+    ports.contains(&flow.server.1) || ports.contains(&flow.client.1)
+}
+
+fn feed_tcp_chunks(
+    flow: &mut Flow,
+    dir: Direction,
+    chunks: Vec<Chunk>,
+    cfg: &SensorConfig,
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    let i = dir.index();
+    for chunk in chunks {
+        match chunk {
+            Chunk::Gap(len) => {
+                flow.app.pending[i].clear();
+                let keep_going = match flow.app.state.as_mut() {
+                    Some(state) => state.gap(dir, len),
+                    None => false,
+                };
+                if !keep_going {
+                    flow.app.stopped[i] = true;
+                }
+            }
+            Chunk::Data(data) => feed_tcp(flow, dir, &data, cfg, events, anomalies),
+        }
+    }
+}
+
+fn feed_tcp(
+    flow: &mut Flow,
+    dir: Direction,
+    data: &[u8],
+    cfg: &SensorConfig,
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    let i = dir.index();
+    if flow.app.stopped[i] {
+        return;
+    }
+    if flow.app.proto.is_none() {
+        if flow.app.detect_failed[i] {
+            return;
+        }
+        flow.app.pending[i].extend_from_slice(data);
+        let buf = &flow.app.pending[i];
+        let mut need_more = false;
+        let mut found = None;
+        for p in PROTOCOLS.iter().copied() {
+            if !p.transports().contains(&Transport::Tcp) {
+                continue;
+            }
+            match p.probe(Transport::Tcp, dir, buf, port_match(flow, p.ports())) {
+                Probe::Yes => {
+                    found = Some(p);
+                    break;
+                }
+                Probe::NeedMore => need_more = true,
+                Probe::No => {}
+            }
+        }
+        let Some(p) = found else {
+            if !need_more || buf.len() >= DETECT_BUFFER {
+                flow.app.detect_failed[i] = true;
+                flow.app.pending[i] = Vec::new();
+            }
+            return;
+        };
+        flow.app.proto = Some(p);
+        flow.app.state = Some(p.new_state(Transport::Tcp));
+        flow.app.detect_failed = [false; 2];
+        // Parse what this direction buffered, then what the other one did.
+        run_parser(flow, dir, cfg, events, anomalies);
+        run_parser(flow, dir.flip(), cfg, events, anomalies);
+        return;
+    }
+    flow.app.pending[i].extend_from_slice(data);
+    run_parser(flow, dir, cfg, events, anomalies);
+}
+
+fn run_parser(
+    flow: &mut Flow,
+    dir: Direction,
+    cfg: &SensorConfig,
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    let i = dir.index();
+    if flow.app.stopped[i] || flow.app.pending[i].is_empty() {
+        return;
+    }
+    let Some(state) = flow.app.state.as_mut() else {
+        return;
+    };
+    let buf = std::mem::take(&mut flow.app.pending[i]);
+    match state.parse(dir, &buf, events) {
+        ParseResult::Consumed => {}
+        ParseResult::Incomplete { consumed, .. } => {
+            let rest = buf.get(consumed..).unwrap_or(&[]);
+            if rest.len() > cfg.app_buffer {
+                anomalies.push("applayer.buffer_limit_reached");
+                flow.app.stopped[i] = true;
+            } else {
+                flow.app.pending[i] = rest.to_vec();
+            }
+        }
+        ParseResult::Error => {
+            anomalies.push("applayer.parser_error");
+            flow.app.stopped[i] = true;
+        }
+    }
+}
+
+fn feed_udp(
+    flow: &mut Flow,
+    dir: Direction,
+    payload: &[u8],
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    let i = dir.index();
+    if flow.app.proto.is_none() {
+        if flow.app.detect_failed[i] {
+            return;
+        }
+        let found = PROTOCOLS.iter().copied().find(|p| {
+            p.transports().contains(&Transport::Udp)
+                && p.probe(Transport::Udp, dir, payload, port_match(flow, p.ports())) == Probe::Yes
+        });
+        let Some(p) = found else {
+            flow.app.detect_failed[i] = true;
+            return;
+        };
+        flow.app.proto = Some(p);
+        flow.app.state = Some(p.new_state(Transport::Udp));
+        flow.app.detect_failed = [false; 2];
+    }
+    let Some(state) = flow.app.state.as_mut() else {
+        return;
+    };
+    match state.parse(dir, payload, events) {
+        ParseResult::Consumed => {}
+        ParseResult::Incomplete { .. } | ParseResult::Error => {
+            anomalies.push("applayer.malformed_data");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Starting and stopping a node: open the store, bind every listener, serve HTTP.
+
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::{Config, sources};
+use anyhow::Context as _;
+use canh_store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// A running node and the addresses it actually bound (ports given as 0 are chosen by the OS).
+pub struct Node {
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Syslog address (UDP and TCP share the port).
+    pub syslog: Option<SocketAddr>,
+    /// Syslog over TLS.
+    pub syslog_tls: Option<SocketAddr>,
+    /// GELF UDP.
+    pub gelf_udp: Option<SocketAddr>,
+    /// GELF TCP.
+    pub gelf_tcp: Option<SocketAddr>,
+    /// Shared state (pipeline, store, metrics).
+    pub state: Arc<AppState>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    http_task: Option<JoinHandle<()>>,
+}
+
+/// Where the event store lives inside the data directory.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("events")
+}
+
+impl Node {
+    /// Opens the store in `data_dir` and starts every configured listener.
+    pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let store = Store::open(&store_dir(data_dir), cfg.store.clone())
+            .await
+            .with_context(|| format!("opening event store in {}", store_dir(data_dir).display()))?;
+        let store = Arc::new(store);
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = Arc::new(Pipeline::new(
+            store,
+            Arc::clone(&metrics),
+            &cfg.ingest,
+            cfg.server.max_message_bytes,
+        ));
+        let mut tasks = Vec::new();
+        let max_len = cfg.server.max_message_bytes;
+        let batch = cfg.server.batch_max_events;
+
+        let mut syslog = None;
+        if let Some(addr) = cfg.server.syslog {
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding syslog tcp {addr}"))?;
+            let bound = tcp.local_addr()?;
+            // UDP takes the port TCP got, so that `--syslog 127.0.0.1:0` gives one port for both.
+            let udp = UdpSocket::bind(bound).await.with_context(|| format!("binding syslog udp {bound}"))?;
+            tasks.push(tokio::spawn(sources::syslog_udp(udp, Arc::clone(&pipeline), batch)));
+            tasks.push(tokio::spawn(sources::syslog_tcp(tcp, Arc::clone(&pipeline), max_len, batch)));
+            info!(address = %bound, "syslog listening on udp and tcp");
+            syslog = Some(bound);
+        }
+        let mut syslog_tls = None;
+        if let (Some(addr), Some(cert), Some(key)) =
+            (cfg.server.syslog_tls, &cfg.server.tls_cert, &cfg.server.tls_key)
+        {
+            let acceptor = sources::tls_acceptor(cert, key)?;
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding syslog tls {addr}"))?;
+            syslog_tls = Some(tcp.local_addr()?);
+            info!(address = %tcp.local_addr()?, "syslog tls listening");
+            tasks.push(tokio::spawn(sources::syslog_tls(tcp, acceptor, Arc::clone(&pipeline), max_len, batch)));
+        }
+        let mut gelf_udp = None;
+        if let Some(addr) = cfg.server.gelf_udp {
+            let udp = UdpSocket::bind(addr).await.with_context(|| format!("binding gelf udp {addr}"))?;
+            gelf_udp = Some(udp.local_addr()?);
+            tasks.push(tokio::spawn(sources::gelf_udp(udp, Arc::clone(&pipeline), max_len)));
+        }
+        let mut gelf_tcp = None;
+        if let Some(addr) = cfg.server.gelf_tcp {
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding gelf tcp {addr}"))?;
+            gelf_tcp = Some(tcp.local_addr()?);
+            tasks.push(tokio::spawn(sources::gelf_tcp(tcp, Arc::clone(&pipeline), max_len, batch)));
+        }
+
+        let http_listener = TcpListener::bind(cfg.server.http)
+            .await
+            .with_context(|| format!("binding http {}", cfg.server.http))?;
+        let http = http_listener.local_addr()?;
+        let state = Arc::new(AppState { metrics, config: cfg, pipeline });
+        let app = router(Arc::clone(&state));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let http_task = tokio::spawn(async move {
+            let serve = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        info!(address = %http, "http listening (api, console, ingest apis)");
+        Ok(Node {
+            http,
+            syslog,
+            syslog_tls,
+            gelf_udp,
+            gelf_tcp,
+            state,
+            tasks,
+            shutdown: Some(tx),
+            http_task: Some(http_task),
+        })
+    }
+
+    /// Stops the listeners and flushes the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.http_task.take() {
+            let _ = h.await;
+        }
+        self.state.pipeline.store().flush().await.context("flushing the event store")?;
+        Ok(())
+    }
+}

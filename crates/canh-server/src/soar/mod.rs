@@ -1,0 +1,135 @@
+//! Incident handling over HTTP: the `[soar]` configuration, the state shared by the handlers,
+//! the `/api/v1` routes for alerts, incidents, steps, tasks, agencies, evidence, users and the
+//! audit log, and the authentication extractor (`auth::AuthUser`).
+
+pub mod api;
+pub mod auth;
+
+#[cfg(test)]
+mod tests;
+
+use canh_soar::{AlertId, NewAlert, ProfileSet, Severity, Soar, SoarError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `[soar]`: incident handling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoarConfig {
+    /// Regulation profile for new incidents (`vn-tt20-2017` or `vn-2025`, or one from
+    /// `profiles_dir`). Open incidents keep the profile they were opened under.
+    pub profile: String,
+    /// Extra regulation profiles (`*.toml`), added to the bundled ones. Empty: bundled only.
+    pub profiles_dir: Option<PathBuf>,
+    /// Alerts with the same host and rule within this many seconds form one group; the same
+    /// dedup key within it is counted on one row.
+    pub group_window_secs: u64,
+    /// Failed logins before an account is locked.
+    pub max_failed_logins: u32,
+    /// Lock-out duration in seconds.
+    pub lockout_secs: u64,
+    /// Session lifetime in seconds.
+    pub session_ttl_secs: u64,
+    /// Longest API token lifetime in days.
+    pub max_token_days: u32,
+    /// Largest evidence upload, in bytes.
+    pub max_evidence_bytes: u64,
+    /// Set the `Secure` attribute on the session cookie (turn off only for plain-HTTP tests on
+    /// loopback).
+    pub secure_cookie: bool,
+}
+
+impl Default for SoarConfig {
+    fn default() -> Self {
+        Self {
+            profile: canh_soar::profile::DEFAULT_PROFILE.into(),
+            profiles_dir: None,
+            group_window_secs: 3600,
+            max_failed_logins: 5,
+            lockout_secs: 900,
+            session_ttl_secs: 12 * 3600,
+            max_token_days: 365,
+            max_evidence_bytes: 2 * 1024 * 1024 * 1024,
+            secure_cookie: true,
+        }
+    }
+}
+
+/// What the SOAR handlers share; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SoarState {
+    /// The SOAR core.
+    pub soar: Arc<Soar>,
+    /// Its configuration.
+    pub config: Arc<SoarConfig>,
+}
+
+impl SoarState {
+    /// Opens the database under `<data_dir>/state/canh.db` and the vault under
+    /// `<data_dir>/evidence/`.
+    pub async fn open(data_dir: &Path, config: &SoarConfig) -> Result<Self, SoarError> {
+        Self::open_with_clock(data_dir, config, Arc::new(canh_soar::SystemClock)).await
+    }
+
+    /// As `open`, with an injected clock (tests, simulations).
+    pub async fn open_with_clock(
+        data_dir: &Path,
+        config: &SoarConfig,
+        clock: Arc<dyn canh_soar::Clock>,
+    ) -> Result<Self, SoarError> {
+        let profiles = match &config.profiles_dir {
+            Some(dir) => ProfileSet::with_dir(dir, &config.profile)?,
+            None => ProfileSet::bundled(&config.profile)?,
+        };
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let settings = canh_soar::Settings {
+            group_window: secs(config.group_window_secs),
+            max_failed_logins: i64::from(config.max_failed_logins.max(1)),
+            lockout: secs(config.lockout_secs),
+            session_ttl: secs(config.session_ttl_secs),
+            max_token_ttl: chrono::Duration::days(i64::from(config.max_token_days.max(1))),
+        };
+        let soar = Soar::open(data_dir, profiles, clock, settings).await?;
+        Ok(Self {
+            soar: Arc::new(soar),
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    /// Alert intake for the detection pipeline.
+    pub async fn record_alert(&self, alert: NewAlert) -> Result<AlertId, SoarError> {
+        self.soar.record_alert(alert).await
+    }
+
+    /// Turns every overdue report into an alert (rule `canh.soar.overdue`, one row per incident
+    /// and report, counted on repeats) and returns their ids. Call it from a timer.
+    pub async fn raise_overdue_alerts(&self) -> Result<Vec<AlertId>, SoarError> {
+        let now = self.soar.now();
+        let mut ids = Vec::new();
+        for item in self.soar.overdue(now).await? {
+            let kind = serde_json::to_value(item.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let alert = NewAlert {
+                rule_id: "canh.soar.overdue".into(),
+                rule_title: format!("Quá hạn báo cáo / report overdue: {kind}"),
+                rule_level: "high".into(),
+                severity: Severity::High,
+                agency_id: Some(item.agency_id),
+                host: String::new(),
+                event: serde_json::to_value(&item).unwrap_or_default(),
+                time: now,
+                dedup_key: Some(format!("overdue|{}|{kind}", item.incident_id)),
+            };
+            ids.push(self.soar.record_alert(alert).await?);
+        }
+        Ok(ids)
+    }
+}
+
+/// The SOAR routes, all under `/api/v1`.
+pub fn router(state: SoarState) -> axum::Router {
+    api::routes().with_state(state)
+}

@@ -1,0 +1,255 @@
+//! Socket listeners: syslog over UDP, TCP and TLS; GELF over UDP and TCP.
+//!
+//! Acknowledgement: UDP has none. Over TCP and TLS, syslog has no application-level
+//! acknowledgement either, so delivery is best effort in the protocol's sense; Canh reads the
+//! next bytes of a connection only after the previous batch is in the WAL, so a slow disk
+//! pushes back on the sender through TCP flow control instead of dropping events. Shippers
+//! that need end-to-end acknowledgement use the HTTP APIs, which answer only after fsync.
+
+use crate::pipeline::{Frame, Pipeline};
+use canh_ingest::framing::{FrameResult, Framer, Lines, OctetCounting, gelf};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Largest UDP datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Receives syslog datagrams on `sock` until the task is dropped.
+pub async fn syslog_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, batch_max: usize) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let mut frames = Vec::new();
+        // Wait for one datagram, then take whatever else is already queued, up to a batch.
+        match sock.recv_from(&mut buf).await {
+            Ok((n, peer)) => frames.push(Frame::auto("syslog_udp", Some(peer), trim_nl(&buf[..n]))),
+            Err(e) => {
+                warn!(error = %e, "syslog udp receive failed");
+                continue;
+            }
+        }
+        while frames.len() < batch_max {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, peer)) => frames.push(Frame::auto("syslog_udp", Some(peer), trim_nl(&buf[..n]))),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = pipeline.ingest(frames).await {
+            warn!(error = %e, "syslog udp batch not stored");
+        }
+    }
+}
+
+/// Accepts syslog TCP connections (LF framing or RFC 6587 octet counting, per frame).
+pub async fn syslog_tcp(listener: TcpListener, pipeline: Arc<Pipeline>, max_len: usize, batch_max: usize) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "syslog tcp accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let p = Arc::clone(&pipeline);
+        let span = info_span!("syslog_tcp", peer = %peer);
+        tokio::spawn(
+            async move {
+                let framer = OctetCounting::new(max_len);
+                read_stream(stream, peer, "syslog_tcp", framer, p, batch_max).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Accepts syslog over TLS (RFC 5425: octet counting; LF framing also read).
+pub async fn syslog_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    pipeline: Arc<Pipeline>,
+    max_len: usize,
+    batch_max: usize,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "syslog tls accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let p = Arc::clone(&pipeline);
+        let span = info_span!("syslog_tls", peer = %peer);
+        tokio::spawn(
+            async move {
+                match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let framer = OctetCounting::new(max_len);
+                        read_stream(tls, peer, "syslog_tls", framer, p, batch_max).await;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "tls handshake failed");
+                        p.dead_letter("syslog_tls", Some(peer), &format!("tls handshake failed: {e}"), Vec::new());
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Accepts GELF over TCP (NUL-delimited JSON, optionally newline-delimited).
+pub async fn gelf_tcp(listener: TcpListener, pipeline: Arc<Pipeline>, max_len: usize, batch_max: usize) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "gelf tcp accept failed");
+                continue;
+            }
+        };
+        let p = Arc::clone(&pipeline);
+        tokio::spawn(async move {
+            let framer = NulFramer { lines: Lines::new(max_len) };
+            read_stream(stream, peer, "gelf_tcp", framer, p, batch_max).await;
+        });
+    }
+}
+
+/// Receives GELF datagrams: chunked or not, plain, zlib or gzip.
+pub async fn gelf_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, max_len: usize) {
+    let parser = canh_ingest::parser_by_id("gelf");
+    let mut assembler = gelf::ChunkAssembler::new(64 * 1024 * 1024, 10_000);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "gelf udp receive failed");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        assembler.expire(now);
+        let whole = match assembler.push(&buf[..n], now) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => continue,
+            Err(e) => {
+                pipeline.dead_letter("gelf_udp", Some(peer), &e.to_string(), buf[..n].to_vec());
+                continue;
+            }
+        };
+        let frame = match gelf::decompress(&whole, max_len) {
+            Ok(plain) => Frame { source: "gelf_udp", peer: Some(peer), bytes: Ok(plain.into_owned()), parser, many: false },
+            Err(e) => Frame { source: "gelf_udp", peer: Some(peer), bytes: Err(e.to_string()), parser, many: false },
+        };
+        if let Err(e) = pipeline.ingest(vec![frame]).await {
+            warn!(error = %e, "gelf udp message not stored");
+        }
+    }
+}
+
+/// Reads a stream through `framer`, a batch at a time; the next read waits for the WAL.
+async fn read_stream<S: AsyncRead + Unpin, F: Framer>(
+    mut stream: S,
+    peer: SocketAddr,
+    source: &'static str,
+    mut framer: F,
+    pipeline: Arc<Pipeline>,
+    batch_max: usize,
+) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out: Vec<FrameResult> = Vec::new();
+    let parser = if source == "gelf_tcp" { canh_ingest::parser_by_id("gelf") } else { None };
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => {
+                framer.finish(&mut out);
+                0
+            }
+            Ok(n) => {
+                framer.feed(&buf[..n], &mut out);
+                n
+            }
+            Err(e) => {
+                debug!(error = %e, "connection read failed");
+                framer.finish(&mut out);
+                0
+            }
+        };
+        while !out.is_empty() {
+            let take = out.len().min(batch_max);
+            let frames: Vec<Frame> = out
+                .drain(..take)
+                .filter(|r| !matches!(r, Ok(b) if b.iter().all(u8::is_ascii_whitespace)))
+                .map(|r| Frame {
+                    source,
+                    peer: Some(peer),
+                    bytes: r.map_err(|e| e.to_string()),
+                    parser,
+                    many: false,
+                })
+                .collect();
+            if let Err(e) = pipeline.ingest(frames).await {
+                warn!(error = %e, "batch not stored; closing connection so the sender retries");
+                return;
+            }
+        }
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// GELF TCP frames end with NUL; some senders use LF. Both are accepted.
+struct NulFramer {
+    lines: Lines,
+}
+
+impl Framer for NulFramer {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<FrameResult>) {
+        let mapped: Vec<u8> = data.iter().map(|&b| if b == 0 { b'\n' } else { b }).collect();
+        self.lines.feed(&mapped, out);
+    }
+    fn finish(&mut self, out: &mut Vec<FrameResult>) {
+        self.lines.finish(out);
+    }
+}
+
+fn trim_nl(b: &[u8]) -> Vec<u8> {
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\n' | b'\r' | 0) {
+        end -= 1;
+    }
+    b[..end].to_vec()
+}
+
+/// Builds a TLS acceptor from PEM files.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context as _;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("reading certificates from {}", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("opening {}", key.display()))?,
+    ))
+    .with_context(|| format!("reading private key from {}", key.display()))?
+    .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("tls protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls certificate and key do not match")?;
+    info!("tls listener configured");
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}

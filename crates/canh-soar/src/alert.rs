@@ -1,0 +1,501 @@
+//! Alert intake from the detection pipeline and triage: new → acknowledged → escalated /
+//! false_positive / closed (with a reason), assignment, comments, bulk actions, grouping of
+//! related alerts (same host and rule within the window).
+
+use crate::audit::Actor;
+use crate::clock::{from_ms, to_ms};
+use crate::error::{Result, SoarError};
+use crate::incident::Severity;
+use crate::{Page, Soar};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// Alert id.
+pub type AlertId = i64;
+
+/// Triage state.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Not looked at yet.
+    New,
+    /// An analyst has it.
+    Acknowledged,
+    /// Raised into an incident.
+    Escalated,
+    /// Not an attack.
+    FalsePositive,
+    /// Handled without an incident.
+    Closed,
+}
+
+impl AlertState {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Acknowledged => "acknowledged",
+            Self::Escalated => "escalated",
+            Self::FalsePositive => "false_positive",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "new" => Self::New,
+            "acknowledged" => Self::Acknowledged,
+            "escalated" => Self::Escalated,
+            "false_positive" => Self::FalsePositive,
+            "closed" => Self::Closed,
+            other => return Err(SoarError::Invalid(format!("unknown alert state {other:?}"))),
+        })
+    }
+
+    /// Whether the triage graph allows `self → to`. Terminal states may be reopened to
+    /// `acknowledged` (a wrong false-positive call must be fixable, and it is audited).
+    pub fn can_go(self, to: AlertState) -> bool {
+        use AlertState::*;
+        matches!(
+            (self, to),
+            (New, Acknowledged | Escalated | FalsePositive | Closed)
+                | (Acknowledged, Escalated | FalsePositive | Closed)
+                | (Escalated | FalsePositive | Closed, Acknowledged)
+        )
+    }
+
+    /// Whether leaving to this state needs a reason.
+    pub fn needs_reason(self) -> bool {
+        matches!(self, Self::FalsePositive | Self::Closed)
+    }
+}
+
+/// What the detection pipeline hands over.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAlert {
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule title.
+    pub rule_title: String,
+    /// Rule level as written by the rule (`low`, `medium`, `high`, `critical`, `informational`).
+    pub rule_level: String,
+    /// Severity on the incident scale.
+    pub severity: Severity,
+    /// Owning agency, when known.
+    #[serde(default)]
+    pub agency_id: Option<i64>,
+    /// Host name or address.
+    #[serde(default)]
+    pub host: String,
+    /// The matching event (ECS JSON).
+    pub event: serde_json::Value,
+    /// Event time.
+    pub time: DateTime<Utc>,
+    /// Alerts with the same key within the group window are counted on one row. Defaults to
+    /// `rule_id|host`.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+}
+
+/// A stored alert.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    /// Id.
+    pub id: AlertId,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule title.
+    pub rule_title: String,
+    /// Rule level.
+    pub rule_level: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Agency.
+    pub agency_id: Option<i64>,
+    /// Host.
+    pub host: String,
+    /// First matching event.
+    pub event: serde_json::Value,
+    /// First seen.
+    pub first_seen: DateTime<Utc>,
+    /// Last seen.
+    pub last_seen: DateTime<Utc>,
+    /// Occurrences folded into this row.
+    pub count: i64,
+    /// Triage state.
+    pub state: AlertState,
+    /// Reason of the last state change, if any.
+    pub reason: Option<String>,
+    /// Assignee.
+    pub assignee_id: Option<i64>,
+    /// Group: the id of the first alert with the same host and rule in the window.
+    pub group_id: i64,
+    /// Linked incident.
+    pub incident_id: Option<i64>,
+}
+
+/// One comment.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Comment {
+    /// Author.
+    pub user_id: Option<i64>,
+    /// Text.
+    pub body: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// List filters.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertFilter {
+    /// Only this state.
+    pub state: Option<AlertState>,
+    /// Only this severity.
+    pub severity: Option<Severity>,
+    /// Only this rule.
+    pub rule_id: Option<String>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Only this group.
+    pub group_id: Option<i64>,
+    /// Only this assignee.
+    pub assignee_id: Option<i64>,
+    /// Only this agency.
+    pub agency_id: Option<i64>,
+    /// Paging: ids smaller than this (newest first).
+    pub after: Option<i64>,
+    /// Page size (default 50, max 500).
+    pub limit: Option<i64>,
+}
+
+const COLS: &str = "id, dedup_key, rule_id, rule_title, rule_level, severity, agency_id, host, \
+                    event, first_seen, last_seen, count, state, reason, assignee_id, group_id, \
+                    incident_id";
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert> {
+    let event: String = r.try_get("event")?;
+    let id: i64 = r.try_get("id")?;
+    Ok(Alert {
+        id,
+        dedup_key: r.try_get("dedup_key")?,
+        rule_id: r.try_get("rule_id")?,
+        rule_title: r.try_get("rule_title")?,
+        rule_level: r.try_get("rule_level")?,
+        severity: Severity::parse(&r.try_get::<String, _>("severity")?)?,
+        agency_id: r.try_get("agency_id")?,
+        host: r.try_get("host")?,
+        event: serde_json::from_str(&event).unwrap_or(serde_json::Value::Null),
+        first_seen: from_ms(r.try_get("first_seen")?),
+        last_seen: from_ms(r.try_get("last_seen")?),
+        count: r.try_get("count")?,
+        state: AlertState::parse(&r.try_get::<String, _>("state")?)?,
+        reason: r.try_get("reason")?,
+        assignee_id: r.try_get("assignee_id")?,
+        group_id: r.try_get::<Option<i64>, _>("group_id")?.unwrap_or(id),
+        incident_id: r.try_get("incident_id")?,
+    })
+}
+
+/// The triage action of a (bulk) request.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triage {
+    /// Target state.
+    pub state: AlertState,
+    /// Reason (required for false_positive and closed).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Soar {
+    /// Records an alert from the pipeline. An open alert with the same dedup key seen within the
+    /// group window absorbs it (count + 1, last_seen moves); otherwise a new row is created and
+    /// joins the group of the first alert with the same host and rule in the window.
+    pub async fn record_alert(&self, alert: NewAlert) -> Result<AlertId> {
+        let key = alert
+            .dedup_key
+            .clone()
+            .unwrap_or_else(|| format!("{}|{}", alert.rule_id, alert.host));
+        let t = to_ms(alert.time);
+        let window = self.settings().group_window.num_milliseconds();
+        let mut tx = self.begin().await?;
+        let existing = sqlx::query(
+            "SELECT id, last_seen FROM alerts WHERE dedup_key = $1 AND last_seen >= $2 \
+             AND state IN ('new', 'acknowledged') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&key)
+        .bind(t - window)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let id: i64 = row.try_get(0)?;
+            sqlx::query(
+                "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, $1), \
+                 updated_at = $2 WHERE id = $3",
+            )
+            .bind(t)
+            .bind(to_ms(self.now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(id);
+        }
+        let group: Option<i64> = sqlx::query(
+            "SELECT COALESCE(group_id, id) FROM alerts WHERE host = $1 AND rule_id = $2 \
+             AND last_seen >= $3 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&alert.host)
+        .bind(&alert.rule_id)
+        .bind(t - window)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO alerts (dedup_key, rule_id, rule_title, rule_level, severity, agency_id, \
+             host, event, first_seen, last_seen, state, group_id, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 'new', $10, $11) RETURNING id",
+        )
+        .bind(&key)
+        .bind(&alert.rule_id)
+        .bind(&alert.rule_title)
+        .bind(&alert.rule_level)
+        .bind(alert.severity.as_str())
+        .bind(alert.agency_id)
+        .bind(&alert.host)
+        .bind(alert.event.to_string())
+        .bind(t)
+        .bind(group)
+        .bind(to_ms(self.now()))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// One alert.
+    pub async fn alert(&self, id: AlertId) -> Result<Alert> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM alerts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("alert", id))?;
+        from_row(&row)
+    }
+
+    /// Alerts newest first. `scope` limits to these agencies (none = all).
+    pub async fn alerts(&self, f: &AlertFilter, scope: Option<&[i64]>) -> Result<Page<Alert>> {
+        let limit = f.limit.unwrap_or(50).clamp(1, 500);
+        let scope_json = scope.map(|s| serde_json::to_string(s).unwrap_or_default());
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS} FROM alerts WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR rule_id = $3) \
+             AND ($4 IS NULL OR host = $4) AND ($5 IS NULL OR COALESCE(group_id, id) = $5) \
+             AND ($6 IS NULL OR assignee_id = $6) AND ($7 IS NULL OR agency_id = $7) \
+             AND ($8 IS NULL OR id < $8) \
+             AND ($9 IS NULL OR agency_id IN (SELECT value FROM json_each($9))) \
+             ORDER BY id DESC LIMIT $10"
+        ))
+        .bind(f.state.map(AlertState::as_str))
+        .bind(f.severity.map(Severity::as_str))
+        .bind(&f.rule_id)
+        .bind(&f.host)
+        .bind(f.group_id)
+        .bind(f.assignee_id)
+        .bind(f.agency_id)
+        .bind(f.after)
+        .bind(scope_json)
+        .bind(limit + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|a| a.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Moves alerts through triage, all or nothing. Returns the updated alerts.
+    pub async fn triage_alerts(
+        &self,
+        actor: &Actor,
+        ids: &[AlertId],
+        triage: &Triage,
+    ) -> Result<Vec<Alert>> {
+        let reason = triage
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if triage.state.needs_reason() && reason.is_none() {
+            return Err(SoarError::Invalid(format!(
+                "a reason is required to mark an alert {}",
+                triage.state.as_str()
+            )));
+        }
+        if ids.is_empty() || ids.len() > 1000 {
+            return Err(SoarError::Invalid("give 1 to 1000 alert ids".into()));
+        }
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let row = sqlx::query(&format!("SELECT {COLS} FROM alerts WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| SoarError::not_found("alert", id))?;
+            let before = from_row(&row)?;
+            if !before.state.can_go(triage.state) {
+                return Err(SoarError::Invalid(format!(
+                    "alert {id}: cannot go from {} to {}",
+                    before.state.as_str(),
+                    triage.state.as_str()
+                )));
+            }
+            sqlx::query("UPDATE alerts SET state = $1, reason = $2, updated_at = $3 WHERE id = $4")
+                .bind(triage.state.as_str())
+                .bind(reason)
+                .bind(to_ms(self.now()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let after = Alert {
+                state: triage.state,
+                reason: reason.map(str::to_owned),
+                ..before.clone()
+            };
+            self.audit(
+                &mut tx,
+                actor,
+                "alert.triage",
+                "alert",
+                id,
+                Some(serde_json::json!({"state": before.state, "reason": before.reason})),
+                Some(serde_json::json!({"state": after.state, "reason": after.reason})),
+            )
+            .await?;
+            out.push(after);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Assigns alerts to a user (or unassigns with `None`).
+    pub async fn assign_alerts(
+        &self,
+        actor: &Actor,
+        ids: &[AlertId],
+        assignee: Option<i64>,
+    ) -> Result<()> {
+        if let Some(uid) = assignee {
+            self.user(uid).await?;
+        }
+        let mut tx = self.begin().await?;
+        for &id in ids {
+            let before: Option<i64> = sqlx::query("SELECT assignee_id FROM alerts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| SoarError::not_found("alert", id))?
+                .try_get(0)?;
+            sqlx::query("UPDATE alerts SET assignee_id = $1, updated_at = $2 WHERE id = $3")
+                .bind(assignee)
+                .bind(to_ms(self.now()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            self.audit(
+                &mut tx,
+                actor,
+                "alert.assign",
+                "alert",
+                id,
+                Some(serde_json::json!({"assignee_id": before})),
+                Some(serde_json::json!({"assignee_id": assignee})),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a comment.
+    pub async fn comment_alert(&self, actor: &Actor, id: AlertId, body: &str) -> Result<()> {
+        let body = body.trim();
+        if body.is_empty() {
+            return Err(SoarError::Invalid("empty comment".into()));
+        }
+        self.alert(id).await?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO alert_comments (alert_id, user_id, body, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(actor.user_id)
+        .bind(body)
+        .bind(to_ms(self.now()))
+        .execute(&mut *tx)
+        .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "alert.comment",
+            "alert",
+            id,
+            None,
+            Some(body.into()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Comments, oldest first.
+    pub async fn alert_comments(&self, id: AlertId) -> Result<Vec<Comment>> {
+        let rows = sqlx::query(
+            "SELECT user_id, body, created_at FROM alert_comments WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Comment {
+                    user_id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                    created_at: from_ms(r.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triage_graph() {
+        use AlertState::*;
+        assert!(New.can_go(Acknowledged));
+        assert!(Acknowledged.can_go(FalsePositive));
+        assert!(FalsePositive.can_go(Acknowledged));
+        assert!(!FalsePositive.can_go(Closed));
+        assert!(!Acknowledged.can_go(New));
+        assert!(!New.can_go(New));
+        for s in [New, Acknowledged, Escalated, FalsePositive, Closed] {
+            assert_eq!(AlertState::parse(s.as_str()).unwrap(), s);
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Users, roles and credentials: argon2id password hashes, session and API-token secrets stored
+//! as SHA-256, lock-out after repeated failed logins.
+
+use crate::Soar;
+use crate::audit::Actor;
+use crate::clock::{from_ms, to_ms};
+use crate::error::{Result, SoarError};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+/// The fixed roles (display names come from the regulation profile).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including users.
+    Administrator,
+    /// Triage, incidents, profiles, evidence export; reads the audit log.
+    SocLead,
+    /// Triage and incident work.
+    Analyst,
+    /// Reads its own agency subtree only.
+    AgencyViewer,
+    /// Reads everything, including the audit log; changes nothing.
+    Auditor,
+}
+
+impl Role {
+    /// All roles.
+    pub const ALL: [Role; 5] = [
+        Self::Administrator,
+        Self::SocLead,
+        Self::Analyst,
+        Self::AgencyViewer,
+        Self::Auditor,
+    ];
+
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Administrator => "administrator",
+            Self::SocLead => "soc_lead",
+            Self::Analyst => "analyst",
+            Self::AgencyViewer => "agency_viewer",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| SoarError::Invalid(format!("unknown role {s:?}")))
+    }
+
+    /// May change alerts, incidents, tasks, evidence.
+    pub fn can_write_cases(self) -> bool {
+        matches!(self, Self::Administrator | Self::SocLead | Self::Analyst)
+    }
+
+    /// May manage agencies, profiles and (administrator only) users.
+    pub fn can_administer(self) -> bool {
+        matches!(self, Self::Administrator | Self::SocLead)
+    }
+
+    /// May read the audit log.
+    pub fn can_read_audit(self) -> bool {
+        matches!(self, Self::Administrator | Self::SocLead | Self::Auditor)
+    }
+}
+
+/// A user.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Agency (required for agency viewers: the root of what they can see).
+    pub agency_id: Option<i64>,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Locked until (failed logins).
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// A freshly issued secret: shown once, stored only as a hash.
+#[derive(Clone, Debug, Serialize)]
+pub struct Issued {
+    /// The secret (cookie value or bearer token).
+    pub secret: String,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Minimum password length.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+fn random_secret() -> Result<String> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).map_err(|e| SoarError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+/// SHA-256 of a secret, as stored.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| SoarError::Internal(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| SoarError::Internal(format!("salt encoding: {e}")))?;
+    // Argon2::default() is argon2id, v19, with the RFC 9106 second recommended parameters.
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| SoarError::Internal(format!("password hashing: {e}")))
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+const COLS: &str = "id, name, role, agency_id, disabled, locked_until";
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&r.try_get::<String, _>("role")?)?,
+        agency_id: r.try_get("agency_id")?,
+        disabled: r.try_get("disabled")?,
+        locked_until: r.try_get::<Option<i64>, _>("locked_until")?.map(from_ms),
+    })
+}
+
+impl Soar {
+    /// Creates a user. Agency viewers need an agency.
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        agency_id: Option<i64>,
+        password: &str,
+    ) -> Result<User> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+            return Err(SoarError::Invalid(
+                "user name: 1 to 64 characters, no spaces".into(),
+            ));
+        }
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(SoarError::Invalid(format!(
+                "password must have at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if role == Role::AgencyViewer && agency_id.is_none() {
+            return Err(SoarError::Invalid("an agency viewer needs --agency".into()));
+        }
+        if let Some(a) = agency_id {
+            self.agency(a).await?;
+        }
+        // Hashing is slow by design; keep it off the async workers.
+        let pw = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+            .await
+            .map_err(|e| SoarError::Internal(format!("hashing task: {e}")))??;
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx);
+        if exists.await?.is_some() {
+            return Err(SoarError::Conflict(format!("user {name:?} already exists")));
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO users (name, role, agency_id, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(agency_id)
+        .bind(hash)
+        .bind(to_ms(self.now()))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let user = User {
+            id,
+            name: name.into(),
+            role,
+            agency_id,
+            disabled: false,
+            locked_until: None,
+        };
+        self.audit(
+            &mut tx,
+            actor,
+            "user.create",
+            "user",
+            id,
+            None,
+            serde_json::to_value(&user).ok(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// One user.
+    pub async fn user(&self, id: i64) -> Result<User> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("user", id))?;
+        from_row(&row)
+    }
+
+    /// All users.
+    pub async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!("SELECT {COLS} FROM users ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Checks a password and opens a session. Failed attempts count towards a lock-out; a
+    /// locked, disabled or unknown account gets the same `Denied` answer.
+    pub async fn login(&self, name: &str, password: &str, source: &str) -> Result<(User, Issued)> {
+        let now = self.now();
+        let denied = || SoarError::Denied("invalid user name or password".into());
+        let row = sqlx::query(&format!(
+            "SELECT {COLS}, password_hash, failed_logins FROM users WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            // Spend the same time as a real check so that names cannot be probed by timing.
+            let pw = password.to_owned();
+            let _ = tokio::task::spawn_blocking(move || verify_password(&pw, DUMMY_HASH)).await;
+            return Err(denied());
+        };
+        let user = from_row(&row)?;
+        let stored: String = row.try_get("password_hash")?;
+        let failed: i64 = row.try_get("failed_logins")?;
+        if user.disabled || user.locked_until.is_some_and(|t| t > now) {
+            return Err(denied());
+        }
+        let pw = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &stored))
+            .await
+            .map_err(|e| SoarError::Internal(format!("hashing task: {e}")))?;
+        let actor = Actor::user(user.id, &user.name, source);
+        let mut tx = self.begin().await?;
+        if !ok {
+            let failed = failed + 1;
+            let lock = (failed >= self.settings().max_failed_logins)
+                .then(|| to_ms(now + self.settings().lockout));
+            sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
+                .bind(if lock.is_some() { 0 } else { failed })
+                .bind(lock)
+                .bind(user.id)
+                .execute(&mut *tx)
+                .await?;
+            let action = if lock.is_some() {
+                "user.locked"
+            } else {
+                "user.login_failed"
+            };
+            self.audit(&mut tx, &actor, action, "user", user.id, None, None)
+                .await?;
+            tx.commit().await?;
+            return Err(denied());
+        }
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+        let issued = self
+            .issue_in_tx(
+                &mut tx,
+                user.id,
+                "session",
+                "",
+                now + self.settings().session_ttl,
+            )
+            .await?;
+        self.audit(&mut tx, &actor, "user.login", "user", user.id, None, None)
+            .await?;
+        tx.commit().await?;
+        Ok((user, issued))
+    }
+
+    /// Issues an API token for a user, valid for `ttl` (capped by the settings).
+    pub async fn issue_token(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        label: &str,
+        ttl: Duration,
+    ) -> Result<Issued> {
+        if ttl <= Duration::zero() || ttl > self.settings().max_token_ttl {
+            return Err(SoarError::Invalid("token lifetime out of range".into()));
+        }
+        self.user(user_id).await?;
+        let mut tx = self.begin().await?;
+        let issued = self
+            .issue_in_tx(&mut tx, user_id, "api", label, self.now() + ttl)
+            .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "user.token",
+            "user",
+            user_id,
+            None,
+            Some(serde_json::json!({"label": label, "expires_at": issued.expires_at})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    async fn issue_in_tx(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        user_id: i64,
+        kind: &str,
+        label: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Issued> {
+        let secret = random_secret()?;
+        sqlx::query(
+            "INSERT INTO credentials (token_hash, user_id, kind, label, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(secret_hash(&secret))
+        .bind(user_id)
+        .bind(kind)
+        .bind(label)
+        .bind(to_ms(self.now()))
+        .bind(to_ms(expires_at))
+        .execute(&mut **tx)
+        .await?;
+        Ok(Issued { secret, expires_at })
+    }
+
+    /// The user holding this session cookie or API token, if it is valid now.
+    pub async fn authenticate(&self, secret: &str) -> Result<User> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.role, u.agency_id, u.disabled, u.locked_until \
+             FROM credentials c JOIN users u ON u.id = c.user_id \
+             WHERE c.token_hash = $1 AND c.expires_at > $2",
+        )
+        .bind(secret_hash(secret))
+        .bind(to_ms(self.now()))
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| SoarError::Denied("invalid or expired credentials".into()))?;
+        let user = from_row(&row)?;
+        if user.disabled {
+            return Err(SoarError::Denied("account disabled".into()));
+        }
+        Ok(user)
+    }
+
+    /// Ends a session or revokes a token.
+    pub async fn revoke(&self, secret: &str) -> Result<()> {
+        sqlx::query("DELETE FROM credentials WHERE token_hash = $1")
+            .bind(secret_hash(secret))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The agencies a user may see: `None` = all; `Some(ids)` = an agency viewer's subtree.
+    pub async fn user_scope(&self, user: &User) -> Result<Option<Vec<i64>>> {
+        match (user.role, user.agency_id) {
+            (Role::AgencyViewer, Some(a)) => Ok(Some(self.agency_subtree(a).await?)),
+            (Role::AgencyViewer, None) => Ok(Some(Vec::new())),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A valid argon2id hash of a random string, checked against when the user does not exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                          0bm7nN0bF3LD0tGAbWbHkJcFjTBW0tXNTmkHl3ls0Ow";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_round_trip_is_argon2id() {
+        let h = hash_password("đúng-mật-khẩu-123").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("đúng-mật-khẩu-123", &h));
+        assert!(!verify_password("sai-mật-khẩu-123", &h));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()).unwrap(), r);
+        }
+        assert!(Role::parse("root").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Store benchmarks: ingest (WAL + Parquet + tantivy), size on disk, query latency.
+//!
+//! `CANH_BENCH_EVENTS` sets the corpus size (default 1,000,000). Run with
+//! `cargo bench -p canh-store --all-features --profile release-fast --bench store`.
+
+#![allow(clippy::unwrap_used)] // a benchmark stops on the first failure
+
+mod synth;
+
+use std::path::Path;
+use std::time::Instant;
+
+use canh_core::query;
+use canh_store::{SearchRequest, Store, StoreConfig};
+use chrono::{Duration, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let n: u64 = std::env::var("CANH_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        flush_interval_ms: 0,
+        flush_max_events: usize::MAX,
+        ..StoreConfig::default()
+    };
+    let end = Utc::now();
+    let span = Duration::hours(24);
+    let store = rt.block_on(Store::open(dir.path(), cfg)).unwrap();
+    let mut raw = 0u64;
+    let start = Instant::now();
+    let mut flush_time = std::time::Duration::ZERO;
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<_> = (i..(i + 1000).min(n))
+            .map(|k| synth::event(k, n, end, span))
+            .collect();
+        raw += batch
+            .iter()
+            .map(|e| e.to_json_line().len() as u64 + 1)
+            .sum::<u64>();
+        i += batch.len() as u64;
+        rt.block_on(store.append(batch)).unwrap();
+        if i.is_multiple_of(100_000) || i == n {
+            let t = Instant::now();
+            rt.block_on(store.flush()).unwrap();
+            flush_time += t.elapsed();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let parquet = dir_size(&dir.path().join("events"));
+    let index = dir_size(&dir.path().join("index"));
+    eprintln!(
+        "ingest: {n} events, {:.1} MB raw NDJSON, {secs:.1} s total ({:.0} events/s; flush {:.1} s), \
+         parquet {:.1} MB ({:.1} % of raw), index {:.1} MB ({:.1} % of raw)",
+        raw as f64 / 1e6,
+        n as f64 / secs,
+        flush_time.as_secs_f64(),
+        parquet as f64 / 1e6,
+        100.0 * parquet as f64 / raw as f64,
+        index as f64 / 1e6,
+        100.0 * index as f64 / raw as f64,
+    );
+    let day_from = end - Duration::hours(24);
+    let term = query::parse("host.name:host-0042").unwrap();
+    c.bench_function("query/term_24h_rows", |b| {
+        b.iter(|| {
+            let req = SearchRequest {
+                query: term.clone(),
+                from: day_from,
+                to: end,
+                limit: 1000,
+                cursor: None,
+            };
+            let page = rt.block_on(store.search(req)).unwrap();
+            assert!(page.total > 0);
+        })
+    });
+    let every = query::Expr::All;
+    c.bench_function("query/count_by_host_24h", |b| {
+        b.iter(|| {
+            let top = rt
+                .block_on(store.count_by("host.name", &every, day_from, end, 10_000))
+                .unwrap();
+            assert_eq!(top.len(), 2000);
+        })
+    });
+    let needle = query::parse("process.command_line:*mimikatz*").unwrap();
+    c.bench_function("query/contains_mimikatz_count", |b| {
+        b.iter(|| {
+            let req = SearchRequest {
+                query: needle.clone(),
+                from: day_from,
+                to: end,
+                limit: 0,
+                cursor: None,
+            };
+            let page = rt.block_on(store.search(req)).unwrap();
+            assert!(page.total > 0);
+        })
+    });
+    c.bench_function("query/sql_count_by_host_24h", |b| {
+        b.iter(|| {
+            let r = rt
+                .block_on(store.sql("SELECT \"host.name\", count(*) FROM events GROUP BY 1"))
+                .unwrap();
+            assert_eq!(r.rows.len(), 2000);
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,770 @@
+//! The embedded event store: WAL → (Parquet + tantivy), with the acknowledged-but-unflushed
+//! tail searched from memory.
+//!
+//! Consistency: an event is in exactly one of {memory tail, index/lake} for any reader. A flush
+//! writes Parquet, commits the index (invisible to readers until reload), records the WAL
+//! checkpoint, and then, under the visibility lock, reloads the index readers and trims the
+//! tail. Readers take the same lock (shared) while they snapshot the tail and the index.
+//! Days without an index (outside the hot window) are scanned from Parquet, skipping ids that
+//! are still in the tail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration as StdDuration;
+
+use canh_core::Event;
+use canh_core::query::{self, Expr};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::deadletter::DeadLetterStore;
+use crate::index::{DocKey, HotIndex, Snapshot};
+use crate::lake::Lake;
+pub use crate::lake::SqlRows;
+use crate::wal::{AppendAck, DurableSink, Wal, WalOptions};
+use crate::{StoreConfig, StoreError};
+
+/// A boxed future, so that [`EventStore`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Most buckets a histogram may have.
+pub const MAX_BUCKETS: i64 = 10_000;
+/// Most rows an SQL answer carries.
+pub const MAX_SQL_ROWS: usize = 100_000;
+
+/// A position in a result list: results are ordered by `(@timestamp, id)`, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cursor {
+    /// `@timestamp` in microseconds of the last hit returned.
+    pub ts: i64,
+    /// Its id.
+    pub id: u64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.ts, self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StoreError::Invalid(format!("bad cursor {s:?}"));
+        let (a, b) = s.rsplit_once('_').ok_or_else(bad)?;
+        Ok(Cursor {
+            ts: a.parse().map_err(|_| bad())?,
+            id: b.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A search.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    /// The predicate.
+    pub query: Expr,
+    /// Start of the time range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the time range (exclusive).
+    pub to: DateTime<Utc>,
+    /// Most hits returned.
+    pub limit: usize,
+    /// Continue after this position (from a previous [`Page::next_cursor`]).
+    pub cursor: Option<Cursor>,
+}
+
+/// One stored event and its id (the WAL sequence number, unique in the store).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    /// Unique id.
+    pub id: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// One page of search results.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Page {
+    /// Hits, newest first.
+    pub hits: Vec<Hit>,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<Cursor>,
+    /// Number of matching events in the whole time range.
+    pub total: u64,
+}
+
+/// One histogram bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// Start of the bucket.
+    pub start: DateTime<Utc>,
+    /// Matching events in `[start, start + interval)`.
+    pub count: u64,
+}
+
+/// What a flush did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlushStats {
+    /// Events moved out of memory.
+    pub events: usize,
+    /// Parquet files written.
+    pub files: usize,
+    /// The WAL checkpoint afterwards.
+    pub checkpoint: u64,
+}
+
+/// What maintenance did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReport {
+    /// Parquet files deleted by retention.
+    pub files_expired: usize,
+    /// Day indexes dropped from the hot window.
+    pub index_days_dropped: usize,
+    /// Partitions whose small files were merged.
+    pub partitions_compacted: usize,
+    /// Dead-letter day files deleted.
+    pub dead_letter_days_removed: usize,
+}
+
+/// Event storage as the server and CLI see it.
+pub trait EventStore: Send + Sync {
+    /// Appends events; resolves once they are durable (and already searchable).
+    fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<AppendAck, StoreError>>;
+    /// Moves acknowledged events into long-term storage now.
+    fn flush(&self) -> BoxFuture<'_, Result<FlushStats, StoreError>>;
+    /// Searches events, newest first, with stable paging.
+    fn search(&self, req: SearchRequest) -> BoxFuture<'_, Result<Page, StoreError>>;
+    /// Counts matching events by the values of `field`, most frequent first.
+    fn count_by<'a>(
+        &'a self,
+        field: &'a str,
+        query: &'a Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>, StoreError>>;
+    /// Counts matching events per time bucket.
+    fn histogram<'a>(
+        &'a self,
+        query: &'a Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Bucket>, StoreError>>;
+    /// Runs SQL over the table `events`.
+    fn sql<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<SqlRows, StoreError>>;
+}
+
+type Tail = Vec<(u64, Arc<Event>)>;
+
+/// Matching tail events, the tail's id range, the index snapshot and the days to scan cold.
+type View = (Tail, Option<(u64, u64)>, Snapshot, Vec<NaiveDate>);
+
+struct Inner {
+    cfg: StoreConfig,
+    wal: Wal,
+    tail: Arc<Mutex<Tail>>,
+    visibility: RwLock<()>,
+    flush_lock: tokio::sync::Mutex<()>,
+    files_lock: tokio::sync::RwLock<()>,
+    lake: Lake,
+    index: HotIndex,
+    dead: DeadLetterStore,
+    flush_wanted: Arc<Notify>,
+}
+
+/// The embedded store. See the crate documentation for the layout on disk.
+pub struct Store {
+    inner: Arc<Inner>,
+    background: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Internal(format!("background task failed: {e}"))
+}
+
+fn last_day(to: DateTime<Utc>) -> NaiveDate {
+    (to - Duration::microseconds(1)).date_naive()
+}
+
+/// Where a match lives.
+enum Source {
+    Tail(Arc<Event>),
+    Index(usize, DocKey),
+    Cold(Event),
+}
+
+impl Store {
+    /// Opens (or creates) a store in `dir`, repairs what a crash left and replays the WAL.
+    /// Starts the background flush task when called inside a tokio runtime.
+    pub async fn open(dir: &Path, cfg: StoreConfig) -> Result<Store, StoreError> {
+        cfg.validate()?;
+        let dir: PathBuf = dir.to_owned();
+        let cfg2 = cfg.clone();
+        let inner = tokio::task::spawn_blocking(move || Inner::open(&dir, cfg2))
+            .await
+            .map_err(join_err)??;
+        let inner = Arc::new(inner);
+        let background =
+            (cfg.flush_interval_ms > 0).then(|| tokio::spawn(background(inner.clone())));
+        Ok(Store { inner, background })
+    }
+
+    /// Appends events; resolves once they are durable in the WAL. They are searchable at once.
+    pub async fn append(&self, events: Vec<Event>) -> Result<AppendAck, StoreError> {
+        self.inner.wal.append(events).await
+    }
+
+    /// Moves every acknowledged event into Parquet and the index, and advances the checkpoint.
+    pub async fn flush(&self) -> Result<FlushStats, StoreError> {
+        flush(&self.inner).await
+    }
+
+    /// Searches events in `[from, to)`, newest first.
+    pub async fn search(&self, req: SearchRequest) -> Result<Page, StoreError> {
+        check_range(req.from, req.to)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.search(&req))
+            .await
+            .map_err(join_err)?
+    }
+
+    /// Counts matching events in `[from, to)` by the values of `field`, most frequent first,
+    /// at most `limit` values. An event with several values counts once for each.
+    pub async fn count_by(
+        &self,
+        field: &str,
+        query: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        check_range(from, to)?;
+        let inner = self.inner.clone();
+        let (field, query) = (field.to_owned(), query.clone());
+        let counts = tokio::task::spawn_blocking(move || inner.count_by(&field, &query, from, to))
+            .await
+            .map_err(join_err)??;
+        let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    /// Counts matching events per `interval` bucket; buckets are aligned to the Unix epoch and
+    /// cover `[from, to)`, empty ones included.
+    pub async fn histogram(
+        &self,
+        query: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: Duration,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        check_range(from, to)?;
+        let step = interval
+            .num_microseconds()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| StoreError::Invalid("histogram interval must be positive".into()))?;
+        let first = from.timestamp_micros().div_euclid(step) * step;
+        let n = (to.timestamp_micros() - first + step - 1) / step;
+        if n > MAX_BUCKETS {
+            return Err(StoreError::Invalid(format!(
+                "histogram would have {n} buckets (max {MAX_BUCKETS})"
+            )));
+        }
+        let inner = self.inner.clone();
+        let query = query.clone();
+        let stamps = tokio::task::spawn_blocking(move || inner.timestamps(&query, from, to))
+            .await
+            .map_err(join_err)??;
+        let mut counts = vec![0u64; usize::try_from(n).unwrap_or(0)];
+        for ts in stamps {
+            if let Some(c) = usize::try_from((ts - first) / step)
+                .ok()
+                .and_then(|i| counts.get_mut(i))
+            {
+                *c += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, count)| {
+                let start = DateTime::from_timestamp_micros(first + step * i as i64)?;
+                Some(Bucket { start, count })
+            })
+            .collect())
+    }
+
+    /// Runs SQL (DataFusion dialect) over the flushed events as table `events`; columns are
+    /// the ECS names (quote them: `"host.name"`) plus `dt` and `org`.
+    pub async fn sql(&self, query: &str) -> Result<SqlRows, StoreError> {
+        let _files = self.inner.files_lock.read().await;
+        self.inner.lake.sql(query, MAX_SQL_ROWS).await
+    }
+
+    /// The dead-letter store.
+    pub fn dead_letters(&self) -> &DeadLetterStore {
+        &self.inner.dead
+    }
+
+    /// Retention (per agency), hot-window trimming, compaction and dead-letter retention.
+    pub async fn run_maintenance(&self) -> Result<MaintenanceReport, StoreError> {
+        maintenance(&self.inner).await
+    }
+
+    /// The WAL checkpoint: every event with a smaller or equal id is in Parquet and the index.
+    pub fn checkpoint(&self) -> u64 {
+        self.inner.wal.checkpoint()
+    }
+
+    /// Events acknowledged but not yet flushed.
+    pub fn pending(&self) -> usize {
+        lock(&self.inner.tail).len()
+    }
+
+    /// Flushes and stops the background task.
+    pub async fn close(mut self) -> Result<(), StoreError> {
+        if let Some(bg) = self.background.take() {
+            bg.abort();
+        }
+        flush(&self.inner).await.map(|_| ())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(bg) = self.background.take() {
+            bg.abort();
+        }
+    }
+}
+
+fn check_range(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), StoreError> {
+    if from >= to {
+        return Err(StoreError::Invalid(
+            "time range is empty (from >= to)".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn background(inner: Arc<Inner>) {
+    let every = StdDuration::from_millis(inner.cfg.flush_interval_ms);
+    let maint_every = inner.cfg.maintenance_interval_secs;
+    let mut last_maint = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = inner.flush_wanted.notified() => {}
+        }
+        if let Err(e) = flush(&inner).await {
+            warn!(error = %e, "background flush failed");
+        }
+        if maint_every > 0 && last_maint.elapsed().as_secs() >= maint_every {
+            last_maint = std::time::Instant::now();
+            match maintenance(&inner).await {
+                Ok(r) => info!(?r, "maintenance done"),
+                Err(e) => warn!(error = %e, "maintenance failed"),
+            }
+        }
+    }
+}
+
+async fn flush(inner: &Arc<Inner>) -> Result<FlushStats, StoreError> {
+    let _flushing = inner.flush_lock.lock().await;
+    let inner2 = inner.clone();
+    tokio::task::spawn_blocking(move || inner2.flush())
+        .await
+        .map_err(join_err)?
+}
+
+async fn maintenance(inner: &Arc<Inner>) -> Result<MaintenanceReport, StoreError> {
+    let _flushing = inner.flush_lock.lock().await;
+    let _files = inner.files_lock.write().await;
+    let inner2 = inner.clone();
+    tokio::task::spawn_blocking(move || inner2.maintenance())
+        .await
+        .map_err(join_err)?
+}
+
+impl Inner {
+    fn open(dir: &Path, cfg: StoreConfig) -> Result<Inner, StoreError> {
+        let tail: Arc<Mutex<Tail>> = Arc::new(Mutex::new(Vec::new()));
+        let flush_wanted = Arc::new(Notify::new());
+        let sink: DurableSink = {
+            let tail = tail.clone();
+            let wanted = flush_wanted.clone();
+            let max = cfg.flush_max_events;
+            Arc::new(move |first, events: Vec<Event>| {
+                let mut t = lock(&tail);
+                for (i, ev) in events.into_iter().enumerate() {
+                    t.push((first + i as u64, Arc::new(ev)));
+                }
+                if t.len() >= max {
+                    wanted.notify_one();
+                }
+            })
+        };
+        let opts = WalOptions {
+            segment_bytes: cfg.wal_segment_bytes,
+            fsync: cfg.wal_fsync,
+        };
+        let (wal, replay) = Wal::open(&dir.join("wal"), opts, Some(sink))?;
+        let checkpoint = wal.checkpoint();
+        let lake = Lake::open(
+            &dir.join("events"),
+            cfg.parquet_zstd_level,
+            cfg.parquet_row_group_rows,
+        )?;
+        let removed = lake.recover(checkpoint)?;
+        let index = HotIndex::open(&dir.join("index"), cfg.index_heap_mb * 1024 * 1024)?;
+        index.recover(checkpoint)?;
+        let dead = DeadLetterStore::open(&dir.join("deadletter"), cfg.wal_fsync)?;
+        let replayed = replay.events.len();
+        {
+            // Nothing can append before `open` returns, so the replay goes first in order.
+            let mut t = lock(&tail);
+            let appended = std::mem::take(&mut *t);
+            t.extend(replay.events.into_iter().map(|(s, e)| (s, Arc::new(e))));
+            t.extend(appended);
+        }
+        info!(dir = %dir.display(), checkpoint, replayed, removed_files = removed, "event store opened");
+        Ok(Inner {
+            cfg,
+            wal,
+            tail,
+            visibility: RwLock::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
+            files_lock: tokio::sync::RwLock::new(()),
+            lake,
+            index,
+            dead,
+            flush_wanted,
+        })
+    }
+
+    fn hot_from(&self, today: NaiveDate) -> NaiveDate {
+        today - Duration::days(i64::from(self.cfg.hot_days.max(1)) - 1)
+    }
+
+    fn flush(&self) -> Result<FlushStats, StoreError> {
+        let batch: Tail = lock(&self.tail).clone();
+        let Some(hi) = batch.last().map(|(s, _)| *s) else {
+            return Ok(FlushStats {
+                checkpoint: self.wal.checkpoint(),
+                ..FlushStats::default()
+            });
+        };
+        let checkpoint = self.wal.checkpoint();
+        match self.write_out(&batch, hi) {
+            Ok(files) => {
+                let vis = self.visibility.write().unwrap_or_else(|p| p.into_inner());
+                let reloaded = self.index.reload();
+                lock(&self.tail).retain(|(s, _)| *s > hi);
+                drop(vis);
+                reloaded?;
+                Ok(FlushStats {
+                    events: batch.len(),
+                    files,
+                    checkpoint: hi,
+                })
+            }
+            Err(e) => {
+                // Roll back to the last checkpoint so that a retry writes nothing twice.
+                warn!(error = %e, "flush failed; rolling back");
+                self.lake.recover(checkpoint)?;
+                self.index.recover(checkpoint)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn write_out(&self, batch: &Tail, hi: u64) -> Result<usize, StoreError> {
+        let files = self.lake.write(batch)?;
+        let today = Utc::now().date_naive();
+        let hot_from = self.hot_from(today);
+        let indexed = self.index.days();
+        let mut by_day: BTreeMap<NaiveDate, Tail> = BTreeMap::new();
+        for (s, e) in batch {
+            by_day
+                .entry(e.timestamp.date_naive())
+                .or_default()
+                .push((*s, e.clone()));
+        }
+        let recent = [today, today.pred_opt().unwrap_or(today)];
+        for (day, evs) in &by_day {
+            if *day >= hot_from || indexed.contains(day) {
+                self.index.add(*day, evs, hi, recent.contains(day))?;
+            }
+        }
+        self.index.close_writers_except(&recent);
+        self.wal.set_checkpoint(hi)?;
+        Ok(files.len())
+    }
+
+    /// Takes a consistent view: the tail's matching events and an index snapshot.
+    fn view(&self, expr: &Expr, from: DateTime<Utc>, to: DateTime<Utc>) -> View {
+        let (tail, snap) = {
+            let _vis = self.visibility.read().unwrap_or_else(|p| p.into_inner());
+            let tail = lock(&self.tail).clone();
+            (tail, self.index.snapshot(from.date_naive(), last_day(to)))
+        };
+        let range = tail.first().zip(tail.last()).map(|(a, b)| (a.0, b.0));
+        let matched = tail
+            .into_iter()
+            .filter(|(_, e)| e.timestamp >= from && e.timestamp < to && expr.matches(e))
+            .collect();
+        let indexed: BTreeSet<NaiveDate> = self.index.days().into_iter().collect();
+        let mut cold = Vec::new();
+        let mut d = from.date_naive();
+        while d <= last_day(to) {
+            if !indexed.contains(&d) {
+                cold.push(d);
+            }
+            let Some(next) = d.succ_opt() else { break };
+            d = next;
+        }
+        (matched, range, snap, cold)
+    }
+
+    /// Matching events of days without an index, read from Parquet.
+    fn cold_matches(
+        &self,
+        days: &[NaiveDate],
+        tail_range: Option<(u64, u64)>,
+        expr: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for f in self.lake.files_between(*first, *last)? {
+            if !days.contains(&f.day) {
+                continue;
+            }
+            let rows = match self.lake.read_file(&f.path) {
+                Ok(r) => r,
+                // Compaction or retention may have removed it since it was listed.
+                Err(StoreError::Io { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            for (id, ev) in rows {
+                let in_tail = tail_range.is_some_and(|(a, b)| id >= a && id <= b);
+                if !in_tail && ev.timestamp >= from && ev.timestamp < to && expr.matches(&ev) {
+                    out.push((id, ev));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_matches(
+        &self,
+        expr: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Vec<(Cursor, Source)>, Snapshot), StoreError> {
+        let (tail, tail_range, snap, cold) = self.view(expr, from, to);
+        let mut all: Vec<(Cursor, Source)> = Vec::new();
+        for (id, ev) in tail {
+            all.push((
+                Cursor {
+                    ts: ev.timestamp.timestamp_micros(),
+                    id,
+                },
+                Source::Tail(ev),
+            ));
+        }
+        for (i, k) in snap.matching(expr, from, to)? {
+            all.push((Cursor { ts: k.ts, id: k.id }, Source::Index(i, k)));
+        }
+        for (id, ev) in self.cold_matches(&cold, tail_range, expr, from, to)? {
+            all.push((
+                Cursor {
+                    ts: ev.timestamp.timestamp_micros(),
+                    id,
+                },
+                Source::Cold(ev),
+            ));
+        }
+        all.sort_by_key(|a| std::cmp::Reverse(a.0));
+        all.dedup_by(|a, b| a.0.id == b.0.id);
+        Ok((all, snap))
+    }
+
+    fn search(&self, req: &SearchRequest) -> Result<Page, StoreError> {
+        let (all, snap) = self.all_matches(&req.query, req.from, req.to)?;
+        let total = all.len() as u64;
+        let start = match req.cursor {
+            None => 0,
+            Some(c) => all.partition_point(|(k, _)| *k >= c),
+        };
+        let mut hits = Vec::new();
+        for (key, src) in all.iter().skip(start).take(req.limit) {
+            let event = match src {
+                Source::Tail(e) => (**e).clone(),
+                Source::Index(i, k) => snap.load_one(*i, *k)?,
+                Source::Cold(e) => e.clone(),
+            };
+            hits.push(Hit { id: key.id, event });
+        }
+        let more = start + hits.len() < all.len();
+        let last = (start + hits.len()).checked_sub(1);
+        let next_cursor = if more && !hits.is_empty() {
+            last.and_then(|i| all.get(i)).map(|(k, _)| *k)
+        } else {
+            None
+        };
+        Ok(Page {
+            hits,
+            next_cursor,
+            total,
+        })
+    }
+
+    fn timestamps(
+        &self,
+        expr: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (all, _) = self.all_matches(expr, from, to)?;
+        Ok(all.into_iter().map(|(k, _)| k.ts).collect())
+    }
+
+    fn count_by(
+        &self,
+        field: &str,
+        expr: &Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let (tail, tail_range, snap, cold) = self.view(expr, from, to);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let add = |counts: &mut BTreeMap<String, u64>, ev: &Event| {
+            for v in distinct_values(ev, field) {
+                *counts.entry(v).or_insert(0) += 1;
+            }
+        };
+        for (_, ev) in &tail {
+            add(&mut counts, ev);
+        }
+        match snap.count_fast(field, expr, from, to)? {
+            Some(fast) => {
+                for (k, n) in fast {
+                    *counts.entry(k).or_insert(0) += n;
+                }
+            }
+            None => {
+                for (i, k) in snap.matching(expr, from, to)? {
+                    add(&mut counts, &snap.load_one(i, k)?);
+                }
+            }
+        }
+        for (_, ev) in self.cold_matches(&cold, tail_range, expr, from, to)? {
+            add(&mut counts, &ev);
+        }
+        Ok(counts)
+    }
+
+    fn maintenance(&self) -> Result<MaintenanceReport, StoreError> {
+        let today = Utc::now().date_naive();
+        let files_expired = self
+            .lake
+            .apply_retention(today, |a| self.cfg.retention_for(a))?;
+        let index_days_dropped = self.index.drop_before(self.hot_from(today))?;
+        let partitions_compacted = self
+            .lake
+            .compact(self.cfg.compact_min_files, self.wal.checkpoint())?;
+        let keep =
+            today - Duration::days(i64::from(self.cfg.dead_letter_retention_days.max(1)) - 1);
+        let dead_letter_days_removed = self.dead.delete_before(keep)?;
+        Ok(MaintenanceReport {
+            files_expired,
+            index_days_dropped,
+            partitions_compacted,
+            dead_letter_days_removed,
+        })
+    }
+}
+
+/// The distinct keyword spellings of `field` in an event (`@timestamp` as RFC 3339).
+fn distinct_values(ev: &Event, field: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if field == query::TIMESTAMP_FIELD {
+        out.insert(ev.timestamp.to_rfc3339());
+        return out;
+    }
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>, depth: usize) {
+        match v {
+            serde_json::Value::Array(items) if depth < 4 => {
+                for i in items {
+                    walk(i, out, depth + 1);
+                }
+            }
+            other => {
+                if let Some(t) = query::keyword_text(other) {
+                    out.insert(t);
+                }
+            }
+        }
+    }
+    if let Some(v) = ev.get(field) {
+        walk(v, &mut out, 0);
+    }
+    out
+}
+
+impl EventStore for Store {
+    fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<AppendAck, StoreError>> {
+        Box::pin(Store::append(self, events))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<FlushStats, StoreError>> {
+        Box::pin(Store::flush(self))
+    }
+
+    fn search(&self, req: SearchRequest) -> BoxFuture<'_, Result<Page, StoreError>> {
+        Box::pin(Store::search(self, req))
+    }
+
+    fn count_by<'a>(
+        &'a self,
+        field: &'a str,
+        query: &'a Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>, StoreError>> {
+        Box::pin(Store::count_by(self, field, query, from, to, limit))
+    }
+
+    fn histogram<'a>(
+        &'a self,
+        query: &'a Expr,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Bucket>, StoreError>> {
+        Box::pin(Store::histogram(self, query, from, to, interval))
+    }
+
+    fn sql<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<SqlRows, StoreError>> {
+        Box::pin(Store::sql(self, query))
+    }
+}

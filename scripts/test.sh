@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of Canh: formatting, lints, unit and end-to-end tests with the real clients.
+# Installs what the tests need (Debian packages, Python clients) first. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/canh-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+need_apt=()
+for pair in logger:bsdutils curl:curl openssl:openssl python3:python3 pip3:python3-pip \
+            ip:iproute2 nft:nftables unshare:util-linux; do
+  bin=${pair%%:*}; pkg=${pair#*:}
+  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "apt install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! python3 -c 'import elasticsearch, pygelf, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+  step "pip install test clients"
+  python3 -m pip install -q --disable-pip-version-check \
+    "elasticsearch>=8,<9" pygelf opentelemetry-sdk opentelemetry-exporter-otlp-proto-http 2>&1 \
+    | grep -v 'Running pip as the' || true
+fi
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+cargo nextest run --workspace --no-fail-fast --failure-output final
+
+step "doc tests"
+cargo test --workspace --doc
+
+step "done"
