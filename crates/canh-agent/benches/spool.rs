@@ -1,4 +1,5 @@
 //! Spool throughput: append (one fsync per batch of 500), then read and acknowledge.
+#![allow(clippy::unwrap_used)] // a benchmark aborts loudly on any failure
 
 use canh_agent::spool::{Spool, SpoolConfig};
 use canh_core::Event;

@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(verify(&pubhex, "a2", &good), Err(CommandError::WrongAgent));
         let old = signed(&key, &body("a1", -1));
         assert_eq!(verify(&pubhex, "a1", &old), Err(CommandError::Expired));
-        let mut tampered = good.clone();
+        let mut tampered = good;
         tampered.body = tampered.body.replace("\"none\"", "\"other\"");
         assert_eq!(
             verify(&pubhex, "a1", &tampered),

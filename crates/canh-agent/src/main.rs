@@ -249,7 +249,7 @@ fn start_sensors(
             host.to_owned(),
             emit.clone(),
             stop.clone(),
-            proc_root.clone(),
+            proc_root,
         );
         threads.push(std::thread::spawn(move || {
             let enricher = sensors::procinfo::Enricher::default();

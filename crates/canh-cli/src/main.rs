@@ -1,14 +1,17 @@
 //! `canh`: the Canh command line — server, ingest, search, hunt, rules, sensor, config.
 
+mod audit;
 mod config_cmd;
 mod datadir;
 mod demo;
+mod evidence;
 mod hunt;
 mod ingest_cmd;
 mod rules;
 mod search_cmd;
 mod sensor;
 mod server_cmd;
+mod user;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +46,12 @@ enum Command {
     Rules(rules::RulesArgs),
     /// Network sensor: read a capture or a live interface, write EVE JSON.
     Sensor(sensor::SensorArgs),
+    /// Manage users (console and API accounts).
+    User(user::UserArgs),
+    /// Verify the hash-chained audit log.
+    Audit(audit::AuditArgs),
+    /// Verify and export evidence.
+    Evidence(evidence::EvidenceArgs),
 }
 
 fn init_logging(format: &str) {
@@ -70,6 +79,9 @@ fn main() -> anyhow::Result<()> {
         Command::Hunt(args) => hunt::run(args)?,
         Command::Rules(args) => rules::run(args)?,
         Command::Sensor(args) => sensor::run(args)?,
+        Command::User(args) => user::run(args, &data_dir)?,
+        Command::Audit(args) => audit::run(args, &data_dir)?,
+        Command::Evidence(args) => evidence::run(args, &data_dir)?,
     };
     std::process::exit(code);
 }

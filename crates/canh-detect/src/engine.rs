@@ -220,10 +220,17 @@ impl Engine {
             seen[l as usize] = true;
         }
         if let Some(ac) = &bucket.ac {
+            // A frequent literal ("\\", ".exe") occurs many times per event: mark its rules
+            // once.
+            let mut pattern_seen = vec![false; bucket.pattern_rules.len()];
             for field in &ev.fields {
                 for text in &field.lower {
                     for m in ac.find_overlapping_iter(text.as_str()) {
-                        for &l in &bucket.pattern_rules[m.pattern().as_usize()] {
+                        let p = m.pattern().as_usize();
+                        if std::mem::replace(&mut pattern_seen[p], true) {
+                            continue;
+                        }
+                        for &l in &bucket.pattern_rules[p] {
                             seen[l as usize] = true;
                         }
                     }

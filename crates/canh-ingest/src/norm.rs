@@ -69,7 +69,13 @@ pub(crate) fn decode(raw: &[u8]) -> Text<'_> {
 /// `event.ingested`, `canh.source.*`, and `canh.parse_error` for replaced bytes.
 pub(crate) fn new_event(ts: DateTime<Utc>, text: &Text<'_>, cx: &ParseCtx) -> Event {
     let mut ev = Event::new(ts);
-    if cx.keep_original() {
+    add_common(&mut ev, text, cx);
+    ev
+}
+
+/// Adds the common fields to an existing event; a shipper's own `event.original` is kept.
+pub(crate) fn add_common(ev: &mut Event, text: &Text<'_>, cx: &ParseCtx) {
+    if cx.keep_original() && ev.get(f::EVENT_ORIGINAL).is_none() {
         ev.set(f::EVENT_ORIGINAL, text.s.as_ref());
     }
     ev.set(f::EVENT_INGESTED, cx.received_text());
@@ -80,9 +86,8 @@ pub(crate) fn new_event(ts: DateTime<Utc>, text: &Text<'_>, cx: &ParseCtx) -> Ev
         ev.set(f::CANH_SOURCE, id);
     }
     if text.lossy {
-        add_parse_error(&mut ev, "invalid UTF-8 replaced with U+FFFD");
+        add_parse_error(ev, "invalid UTF-8 replaced with U+FFFD");
     }
-    ev
 }
 
 /// Records a parse anomaly; several are joined with `; `.

@@ -16,6 +16,10 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Event storage: WAL, Parquet, index, retention.
     pub store: canh_store::StoreConfig,
+    /// Incident handling, users, evidence.
+    pub soar: crate::soar::SoarConfig,
+    /// Endpoint agent enrolment and event stream.
+    pub agents: crate::agents::AgentsConfig,
 }
 
 /// `[server]`: where Canh listens.
@@ -93,11 +97,20 @@ pub struct AgencyRange {
 }
 
 /// `[detect]`: rules evaluated on every event.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Directory of Sigma rules (searched recursively). Empty: no live detection.
     pub rules_dir: Option<PathBuf>,
+    /// Repeats of one rule on one host within this many seconds are counted, not stored again
+    /// (0 keeps every match).
+    pub suppress_secs: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self { rules_dir: None, suppress_secs: 60 }
+    }
 }
 
 /// Why a configuration was refused.

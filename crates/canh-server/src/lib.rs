@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod api;
 pub mod config;
+pub mod detect;
 pub mod http;
 pub mod ingest_http;
 pub mod metrics;

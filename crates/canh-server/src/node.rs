@@ -27,6 +27,10 @@ pub struct Node {
     pub gelf_tcp: Option<SocketAddr>,
     /// Shared state (pipeline, store, metrics).
     pub state: Arc<AppState>,
+    /// Incident handling.
+    pub soar: crate::soar::SoarState,
+    /// The agent endpoints, when enabled.
+    pub agents: Option<crate::agents::AgentService>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<JoinHandle<()>>,
@@ -54,6 +58,36 @@ impl Node {
             cfg.server.max_message_bytes,
         ));
         let mut tasks = Vec::new();
+        let soar = crate::soar::SoarState::open(data_dir, &cfg.soar)
+            .await
+            .context("opening the incident database")?;
+        if let Some(rules) = &cfg.detect.rules_dir {
+            let detector = crate::detect::Detector::load(
+                rules,
+                data_dir,
+                Arc::clone(pipeline.store()),
+                Some(soar.clone()),
+                cfg.detect.suppress_secs,
+                Arc::clone(&metrics),
+            );
+            pipeline.add_observer(Arc::new(detector));
+        }
+        let agents = if cfg.agents.enabled {
+            let service = crate::agents::AgentService::open(data_dir, cfg.agents.clone())
+                .context("opening the agent endpoints")?;
+            let listener = service.bind().await.context("binding the agent endpoints")?;
+            let sink: Arc<dyn crate::agents::AgentEventSink> =
+                Arc::new(PipelineSink(Arc::clone(&pipeline)));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = listener.serve(sink).await {
+                    tracing::error!(error = %e, "agent endpoints stopped");
+                }
+            }));
+            Some(service)
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(watch(soar.clone(), agents.clone(), Arc::clone(&pipeline))));
         let max_len = cfg.server.max_message_bytes;
         let batch = cfg.server.batch_max_events;
 
@@ -96,7 +130,7 @@ impl Node {
             .with_context(|| format!("binding http {}", cfg.server.http))?;
         let http = http_listener.local_addr()?;
         let state = Arc::new(AppState { metrics, config: cfg, pipeline });
-        let app = router(Arc::clone(&state));
+        let app = router(Arc::clone(&state)).merge(crate::soar::router(soar.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let http_task = tokio::spawn(async move {
             let serve = axum::serve(
@@ -118,6 +152,8 @@ impl Node {
             gelf_udp,
             gelf_tcp,
             state,
+            soar,
+            agents,
             tasks,
             shutdown: Some(tx),
             http_task: Some(http_task),
@@ -137,5 +173,72 @@ impl Node {
         }
         self.state.pipeline.store().flush().await.context("flushing the event store")?;
         Ok(())
+    }
+}
+
+/// Agent events enter the same pipeline as every other source; the agent's acknowledgement
+/// waits for the WAL.
+struct PipelineSink(Arc<Pipeline>);
+
+impl crate::agents::AgentEventSink for PipelineSink {
+    fn deliver<'a>(
+        &'a self,
+        _agent_id: &'a str,
+        events: Vec<canh_core::Event>,
+    ) -> crate::agents::SinkFuture<'a> {
+        Box::pin(async move {
+            let items = events.into_iter().map(Ok).collect();
+            self.0.ingest_parsed("agent", items).await?;
+            Ok(())
+        })
+    }
+}
+
+/// Periodic checks: overdue incident reports and silent agents become alerts.
+async fn watch(
+    soar: crate::soar::SoarState,
+    agents: Option<crate::agents::AgentService>,
+    pipeline: Arc<Pipeline>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    let mut reported: std::collections::HashSet<String> = std::collections::HashSet::new();
+    loop {
+        tick.tick().await;
+        if let Err(e) = soar.raise_overdue_alerts().await {
+            tracing::warn!(error = %e, "overdue check failed");
+        }
+        let Some(agents) = &agents else { continue };
+        let silent = agents.silent_agents(chrono::Utc::now());
+        let now_silent: std::collections::HashSet<String> =
+            silent.iter().map(|a| a.agent_id.clone()).collect();
+        for a in silent.iter().filter(|a| !reported.contains(&a.agent_id)) {
+            let mut ev = canh_core::Event::new(chrono::Utc::now());
+            ev.set("event.kind", "alert");
+            ev.set("event.module", "canh_agents");
+            ev.set("rule.id", "canh.agents.silent_endpoint");
+            ev.set("rule.name", "Silent endpoint");
+            ev.set("canh.alert.severity", "high");
+            ev.set("agent.id", a.agent_id.as_str());
+            ev.set("host.name", a.hostname.as_str());
+            ev.set("message", format!("endpoint {} ({}) missed its heartbeats", a.hostname, a.agent_id));
+            let alert = canh_soar::NewAlert {
+                rule_id: "canh.agents.silent_endpoint".into(),
+                rule_title: "Thiết bị đầu cuối im lặng / Silent endpoint".into(),
+                rule_level: "high".into(),
+                severity: canh_soar::Severity::High,
+                agency_id: None,
+                host: a.hostname.clone(),
+                event: serde_json::to_value(&ev).unwrap_or_default(),
+                time: ev.timestamp,
+                dedup_key: Some(format!("silent|{}", a.agent_id)),
+            };
+            if let Err(e) = soar.record_alert(alert).await {
+                tracing::warn!(error = %e, "silent-endpoint alert not recorded");
+            }
+            if let Err(e) = pipeline.store().append(vec![ev]).await {
+                tracing::warn!(error = %e, "silent-endpoint alert not stored");
+            }
+        }
+        reported = now_silent;
     }
 }

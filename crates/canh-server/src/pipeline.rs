@@ -53,10 +53,14 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
+/// A boxed future, for object-safe async traits.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Something that receives the events of each batch after they are durable (live detection).
+/// The batch's acknowledgement waits for it, so a slow observer pushes back on the sources.
 pub trait EventObserver: Send + Sync {
     /// Called with the stored events, in order.
-    fn observe(&self, events: &[Event]);
+    fn observe(&self, events: Vec<Event>) -> BoxFuture<'_, ()>;
 }
 
 /// The pipeline shared by every source.
@@ -255,8 +259,11 @@ impl Pipeline {
             self.metrics.seen(&source);
         }
         self.metrics.set("canh_store_wal_pending_events", &[], self.store.pending() as f64);
-        for obs in observers {
-            obs.observe(&for_observers);
+        if let Some((last, rest)) = observers.split_last() {
+            for obs in rest {
+                obs.observe(for_observers.clone()).await;
+            }
+            last.observe(for_observers).await;
         }
         Ok(())
     }

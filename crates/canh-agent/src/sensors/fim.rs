@@ -136,10 +136,11 @@ impl Fim {
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
                 self.watch_tree(&path, depth + 1)?;
-            } else if ft.is_file() && self.baseline.len() < MAX_FILES {
-                if let Some(st) = state_of(&path) {
-                    self.baseline.insert(path, st);
-                }
+            } else if ft.is_file()
+                && self.baseline.len() < MAX_FILES
+                && let Some(st) = state_of(&path)
+            {
+                self.baseline.insert(path, st);
             }
         }
         Ok(())

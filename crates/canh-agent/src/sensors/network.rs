@@ -113,20 +113,23 @@ pub fn inode_owners(proc_root: &Path) -> HashMap<u64, u32> {
                 continue;
             };
             let t = target.to_string_lossy();
-            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                if let Ok(inode) = inode.parse() {
-                    map.entry(inode).or_insert(pid);
-                }
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                && let Ok(inode) = inode.parse()
+            {
+                map.entry(inode).or_insert(pid);
             }
         }
     }
     map
 }
 
+/// (socket inode, local, remote).
+type ConnKey = (u64, (IpAddr, u16), (IpAddr, u16));
+
 /// Tracks established connections between polls.
 #[derive(Debug, Default)]
 pub struct ConnectionTracker {
-    seen: HashSet<(u64, (IpAddr, u16), (IpAddr, u16))>,
+    seen: HashSet<ConnKey>,
 }
 
 impl ConnectionTracker {

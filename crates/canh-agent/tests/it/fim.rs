@@ -100,7 +100,8 @@ fn file_changes_on_a_private_tmpfs_are_reported() {
     );
     let events: Vec<Event> = stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("FIM "))
+        // libtest may print "test … " on the same line before the first one.
+        .filter_map(|l| l.find("FIM {").map(|i| &l[i + 4..]))
         .map(|j| serde_json::from_str(j).unwrap())
         .collect();
     let by_path = |p: &Path| {

@@ -1,4 +1,5 @@
 //! Integration tests of the agent.
+#![allow(clippy::unwrap_used)] // test helpers fail the test on any error
 
 mod fim;
 mod isolation;

@@ -2,3 +2,4 @@
 
 mod hunt;
 mod sensor;
+mod server;

@@ -55,16 +55,8 @@ impl LogParser for EcsJsonParser {
         }) {
             obj.insert("@timestamp".to_owned(), Value::from(t.to_rfc3339()));
         }
-        let parsed = Event::from_json_object(obj, cx.received())?;
-        let base = norm::new_event(parsed.timestamp, &text, cx);
-        let mut ev = parsed;
-        for (k, v) in base.fields {
-            // The shipper's own `event.original` wins over the JSON line itself.
-            if k == f::EVENT_ORIGINAL && ev.get(&k).is_some() {
-                continue;
-            }
-            ev.fields.insert(k, v);
-        }
+        let mut ev = Event::from_json_object(obj, cx.received())?;
+        norm::add_common(&mut ev, &text, cx);
         if let Some(n) = note {
             norm::add_parse_error(&mut ev, n);
         }

@@ -1,5 +1,6 @@
 //! The agent channel end to end: real `canh-agent` client code against the real endpoints over
 //! loopback TLS 1.3.
+#![allow(clippy::unwrap_used)] // test helpers fail the test on any error
 
 use std::collections::HashMap;
 use std::path::Path;

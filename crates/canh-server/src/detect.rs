@@ -1,0 +1,247 @@
+//! Live detection: every stored event is evaluated against the Sigma rules as it arrives.
+//!
+//! A match becomes an alert event in the event store (`event.kind: alert`, `rule.*`, the
+//! regulation's severity in `canh.alert.severity`, the matching event under `canh.alert.event`)
+//! and, when SOAR is running, an alert in the triage queue. Repeats of one rule on one host
+//! within the suppression window are counted, not stored again. Correlation state is saved to
+//! `state/correlation.json` after each batch that changes it and reloaded at start; when it
+//! cannot be reloaded, the loss is itself raised as an alert.
+
+use crate::pipeline::EventObserver;
+use crate::soar::SoarState;
+use canh_core::{Event, Severity, fields};
+use canh_detect::{CorrelationAlert, Correlator, Engine, LoadOptions, Match, RuleSet};
+use canh_store::Store;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// The live detector.
+pub struct Detector {
+    engine: Engine,
+    correlator: Mutex<Correlator>,
+    state_path: PathBuf,
+    store: Arc<Store>,
+    soar: Option<SoarState>,
+    suppress: Duration,
+    last_alert: Mutex<HashMap<(usize, String), DateTime<Utc>>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// A loss of correlation state found at start, raised with the first batch.
+    pending_loss: Mutex<Option<String>>,
+}
+
+impl Detector {
+    /// Loads the rules under `rules_dir` and the saved correlation state.
+    pub fn load(
+        rules_dir: &Path,
+        data_dir: &Path,
+        store: Arc<Store>,
+        soar: Option<SoarState>,
+        suppress_secs: u64,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Detector {
+        let (set, reports) = RuleSet::load_dir(rules_dir, &LoadOptions::default());
+        let loaded = reports.iter().filter(|r| r.status.is_loaded()).count();
+        info!(rules = loaded, refused = reports.len() - loaded, dir = %rules_dir.display(), "detection rules loaded");
+        metrics.describe("canh_detect_alerts_total", "counter", "alerts raised by live detection, by severity");
+        metrics.describe("canh_detect_suppressed_total", "counter", "matches suppressed as repeats");
+        metrics.set("canh_detect_rules_loaded", &[], loaded as f64);
+        let state_path = data_dir.join("state").join("correlation.json");
+        let (correlator, lost) = load_state(&state_path);
+        let det = Detector {
+            engine: Engine::new(set),
+            correlator: Mutex::new(correlator),
+            state_path,
+            store,
+            soar,
+            suppress: Duration::seconds(i64::try_from(suppress_secs).unwrap_or(i64::MAX / 1000)),
+            last_alert: Mutex::new(HashMap::new()),
+            metrics,
+            pending_loss: Mutex::new(lost.clone()),
+        };
+        if let Some(reason) = lost {
+            warn!(reason = %reason, "correlation state lost");
+        }
+        det
+    }
+
+    async fn process(&self, events: Vec<Event>) {
+        let mut alerts = Vec::new();
+        if let Ok(mut pending) = self.pending_loss.lock()
+            && let Some(reason) = pending.take()
+        {
+            alerts.push(state_loss_alert(&reason));
+        }
+        let mut correlation_changed = false;
+        for ev in &events {
+            let mut matches = Vec::new();
+            self.engine.for_each_match(ev, |m| matches.push(m));
+            for m in matches {
+                if !self.engine.ruleset().correlations().is_empty() {
+                    if let Ok(mut c) = self.correlator.lock() {
+                        for ca in c.process(self.engine.ruleset(), &m, ev) {
+                            alerts.push(correlation_alert(&ca));
+                        }
+                    }
+                    correlation_changed = true;
+                }
+                if m.generate && !self.suppressed(&m, ev) {
+                    alerts.push(match_alert(&m, ev));
+                }
+            }
+        }
+        if correlation_changed {
+            self.save_state();
+        }
+        if alerts.is_empty() {
+            return;
+        }
+        for a in &alerts {
+            let sev = a.get_str("canh.alert.severity").unwrap_or("low").to_owned();
+            self.metrics.add("canh_detect_alerts_total", &[("severity", &sev)], 1);
+        }
+        if let Some(soar) = &self.soar {
+            for a in &alerts {
+                if let Err(e) = soar.record_alert(to_new_alert(a)).await {
+                    warn!(error = %e, "alert not recorded in the triage queue");
+                }
+            }
+        }
+        if let Err(e) = self.store.append(alerts).await {
+            warn!(error = %e, "alerts not stored");
+        }
+    }
+
+    fn suppressed(&self, m: &Match, ev: &Event) -> bool {
+        if self.suppress <= Duration::zero() {
+            return false;
+        }
+        let host = ev.get_str(fields::HOST_NAME).unwrap_or("").to_owned();
+        let Ok(mut last) = self.last_alert.lock() else { return false };
+        let key = (m.rule_index, host);
+        let now = ev.timestamp;
+        match last.get(&key) {
+            Some(t) if now >= *t && now - *t < self.suppress => {
+                self.metrics.add("canh_detect_suppressed_total", &[], 1);
+                true
+            }
+            _ => {
+                last.insert(key, now);
+                if last.len() > 100_000 {
+                    let cutoff = now - self.suppress;
+                    last.retain(|_, t| *t >= cutoff);
+                }
+                false
+            }
+        }
+    }
+
+    fn save_state(&self) {
+        let Ok(c) = self.correlator.lock() else { return };
+        let text = match serde_json::to_vec(&*c) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "correlation state not serialisable");
+                return;
+            }
+        };
+        drop(c);
+        let tmp = self.state_path.with_extension("json.tmp");
+        let res = std::fs::create_dir_all(self.state_path.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| std::fs::write(&tmp, &text))
+            .and_then(|()| std::fs::rename(&tmp, &self.state_path));
+        if let Err(e) = res {
+            warn!(error = %e, path = %self.state_path.display(), "correlation state not saved");
+        }
+    }
+}
+
+/// Reads saved state; a file that exists but cannot be read is a loss to report.
+fn load_state(path: &Path) -> (Correlator, Option<String>) {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(c) => (c, None),
+            Err(e) => (Correlator::new(), Some(format!("{} is unreadable: {e}", path.display()))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Correlator::new(), None),
+        Err(e) => (Correlator::new(), Some(format!("{} cannot be read: {e}", path.display()))),
+    }
+}
+
+fn base_alert(time: DateTime<Utc>, rule_id: Option<&str>, title: &str, level: Option<&str>, severity: Severity) -> Event {
+    let mut a = Event::new(time);
+    a.set(fields::EVENT_KIND, "alert");
+    a.set(fields::EVENT_MODULE, "canh_detect");
+    a.set_opt("rule.id", rule_id);
+    a.set("rule.name", title);
+    a.set_opt("rule.level", level);
+    a.set("canh.alert.severity", severity.as_str());
+    a.set(fields::CANH_SOURCE, "detect");
+    a
+}
+
+fn match_alert(m: &Match, ev: &Event) -> Event {
+    let mut a = base_alert(ev.timestamp, m.rule_id.as_deref(), &m.title, m.level.as_deref(), m.severity);
+    a.set("rule.ruleset", "sigma");
+    a.set_opt("rule.author", m.author.clone());
+    a.set_opt("rule.reference", m.rule_path.as_ref().map(|p| p.display().to_string()));
+    if !m.tags.is_empty() {
+        a.set("tags", m.tags.clone());
+    }
+    for f in [fields::HOST_NAME, fields::ORGANIZATION_ID, fields::USER_NAME, fields::SOURCE_IP, fields::DESTINATION_IP] {
+        if let Some(v) = ev.get(f) {
+            a.set(f, v.clone());
+        }
+    }
+    a.set("message", format!("{} — {}", m.title, ev.get_str(fields::MESSAGE).unwrap_or("")));
+    a.set("canh.alert.event", serde_json::to_value(ev).unwrap_or_default());
+    a
+}
+
+fn correlation_alert(c: &CorrelationAlert) -> Event {
+    let mut a = base_alert(c.last_seen, c.rule_id.as_deref(), &c.title, c.level.as_deref(), c.severity);
+    a.set("rule.ruleset", "sigma_correlation");
+    if !c.tags.is_empty() {
+        a.set("tags", c.tags.clone());
+    }
+    for (k, v) in &c.group {
+        a.set(&format!("canh.correlation.group.{k}"), v.as_str());
+    }
+    a.set("canh.correlation.value", c.value);
+    a.set("canh.correlation.event_count", c.event_count);
+    a.set("canh.correlation.first_seen", c.first_seen.to_rfc3339());
+    a.set("message", format!("{} ({} events)", c.title, c.event_count));
+    a
+}
+
+fn state_loss_alert(reason: &str) -> Event {
+    let mut a = base_alert(Utc::now(), Some("canh.detect.correlation_state_lost"), "Correlation state lost at restart", Some("high"), Severity::High);
+    a.set("message", format!("correlation windows restarted empty: {reason}"));
+    a
+}
+
+fn to_new_alert(a: &Event) -> canh_soar::NewAlert {
+    let severity = a
+        .get_str("canh.alert.severity")
+        .and_then(|s| canh_soar::Severity::parse(s).ok())
+        .unwrap_or(canh_soar::Severity::Low);
+    canh_soar::NewAlert {
+        rule_id: a.get_str("rule.id").unwrap_or("").to_owned(),
+        rule_title: a.get_str("rule.name").unwrap_or("").to_owned(),
+        rule_level: a.get_str("rule.level").unwrap_or("").to_owned(),
+        severity,
+        agency_id: None,
+        host: a.get_str(fields::HOST_NAME).unwrap_or("").to_owned(),
+        event: serde_json::to_value(a).unwrap_or_default(),
+        time: a.timestamp,
+        dedup_key: None,
+    }
+}
+
+impl EventObserver for Detector {
+    fn observe(&self, events: Vec<Event>) -> crate::pipeline::BoxFuture<'_, ()> {
+        Box::pin(self.process(events))
+    }
+}
