@@ -8,7 +8,10 @@ use canh_detect::{Engine, LoadOptions, RuleSet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn datasets() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets"
+    ))
 }
 
 fn rule_dirs() -> Vec<PathBuf> {
@@ -21,7 +24,9 @@ fn rule_dirs() -> Vec<PathBuf> {
 }
 
 fn evtx_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -337,13 +337,15 @@ impl Correlator {
             let state = self.groups[ci].entry(key.clone()).or_default();
             let mut fired = Vec::new();
             if has_lt(c) {
-                if let Some(&(first, ..)) = state.events.front() {
-                    if time - first > c.timespan {
-                        if let Some(a) = evaluate(ci, c, state, &group) {
-                            fired.push(a);
-                        }
-                        state.events.clear();
+                let expired = state
+                    .events
+                    .front()
+                    .is_some_and(|(first, ..)| time - *first > c.timespan);
+                if expired {
+                    if let Some(a) = evaluate(ci, c, state, &group) {
+                        fired.push(a);
                     }
+                    state.events.clear();
                 }
                 state.events.push_back((time, pos, value));
             } else {

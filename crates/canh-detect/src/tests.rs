@@ -350,7 +350,7 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
             if sec {
                 ev.set("winlog.channel", "Security");
                 ev.set("winlog.event_id", 4688);
-                ev.set("winlog.event_data.NewProcessName", img.clone());
+                ev.set("winlog.event_data.NewProcessName", img);
             } else {
                 ev.set("winlog.channel", "Microsoft-Windows-Sysmon/Operational");
                 ev.set("winlog.event_id", 1);

@@ -144,7 +144,7 @@ pub fn record_json_to_event(record: &Value) -> Event {
     ev.set("event.module", "windows");
 
     let event_id = sys("EventID")
-        .and_then(|v| text(v))
+        .and_then(text)
         .and_then(|s| s.parse::<u64>().ok());
     if let Some(id) = event_id {
         ev.set("event.code", id.to_string());

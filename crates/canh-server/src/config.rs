@@ -176,7 +176,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.store.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for r in &self.ingest.agency_ranges {
-            crate::net::Cidr::parse(&r.cidr).ok_or_else(|| {
+            crate::pipeline::parse_range(&r.cidr).ok_or_else(|| {
                 ConfigError::Invalid(format!("ingest.agency_ranges: bad CIDR {:?}", r.cidr))
             })?;
         }

@@ -11,7 +11,6 @@ pub mod detect;
 pub mod http;
 pub mod ingest_http;
 pub mod metrics;
-pub mod net;
 pub mod node;
 pub mod otlp;
 pub mod pipeline;

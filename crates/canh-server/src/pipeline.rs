@@ -7,7 +7,7 @@
 
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
-use crate::net::Cidr;
+use canh_core::query::Cidr;
 use canh_core::{Event, fields};
 use canh_ingest::{LogParser, ParseCtx, ParseError};
 use canh_store::{DeadLetter, Store, StoreError};
@@ -102,7 +102,7 @@ impl Pipeline {
         let ranges = cfg
             .agency_ranges
             .iter()
-            .filter_map(|r| Cidr::parse(&r.cidr).map(|c| (c, r.agency.clone())))
+            .filter_map(|r| parse_range(&r.cidr).map(|c| (c, r.agency.clone())))
             .collect();
         Self {
             store,
@@ -299,7 +299,9 @@ impl Pipeline {
             return;
         }
         let by_range = peer.and_then(|p| {
-            self.ranges.iter().find(|(c, _)| c.contains(p.ip())).map(|(_, a)| a.clone())
+            // A v4 sender seen on a dual-stack socket arrives as ::ffff:a.b.c.d.
+            let ip = p.ip().to_canonical();
+            self.ranges.iter().find(|(c, _)| c.contains(ip)).map(|(_, a)| a.clone())
         });
         if let Some(agency) = by_range.or_else(|| self.default_agency.clone()) {
             ev.set(fields::ORGANIZATION_ID, agency);
@@ -327,4 +329,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A range from the configuration: CIDR, or a bare address meaning that one host.
+pub fn parse_range(s: &str) -> Option<Cidr> {
+    let s = s.trim();
+    Cidr::parse(s).or_else(|| {
+        let addr: std::net::IpAddr = s.parse().ok()?;
+        Some(Cidr { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_accept_cidrs_and_bare_addresses() {
+        let c = parse_range("10.20.0.0/16").unwrap();
+        assert!(c.contains("10.20.3.4".parse().unwrap()));
+        assert!(!c.contains("10.21.0.1".parse().unwrap()));
+        let mapped: std::net::IpAddr = "::ffff:10.20.9.9".parse().unwrap();
+        assert!(c.contains(mapped.to_canonical()));
+        assert!(parse_range("192.0.2.1").unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert!(parse_range("10.0.0.0/33").is_none());
+        assert!(parse_range("nonsense").is_none());
+    }
 }

@@ -1,6 +1,8 @@
 //! Integration tests of canh-detect on real data: the SigmaHQ corpus, its regression logs,
 //! and correlation rules over shared EVTX files.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod correlation;
 mod regression;
 mod sigmahq;
