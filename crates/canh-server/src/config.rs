@@ -78,11 +78,21 @@ pub struct IngestConfig {
     pub agency_ranges: Vec<AgencyRange>,
     /// Agency for events whose sender matches no range and that carry none.
     pub default_agency: Option<String>,
+    /// Log files to follow (`[[ingest.files]]`), with checkpoints and rotation.
+    pub files: Vec<crate::tail::TailConfig>,
+    /// How often followed files are checked for new lines, in milliseconds.
+    pub file_poll_ms: u64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { keep_original: true, agency_ranges: Vec::new(), default_agency: None }
+        Self {
+            keep_original: true,
+            agency_ranges: Vec::new(),
+            default_agency: None,
+            files: Vec::new(),
+            file_poll_ms: 250,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod pipeline;
 pub mod soar;
 pub mod sources;
+pub mod tail;
 
 pub use config::Config;
 pub use node::Node;

@@ -91,6 +91,15 @@ impl Node {
         let max_len = cfg.server.max_message_bytes;
         let batch = cfg.server.batch_max_events;
 
+        if !cfg.ingest.files.is_empty() {
+            tasks.push(tokio::spawn(crate::tail::tail_files(
+                cfg.ingest.files.clone(),
+                data_dir.join("state"),
+                Arc::clone(&pipeline),
+                std::time::Duration::from_millis(cfg.ingest.file_poll_ms.max(10)),
+                max_len,
+            )));
+        }
         let mut syslog = None;
         if let Some(addr) = cfg.server.syslog {
             let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding syslog tcp {addr}"))?;

@@ -3,3 +3,4 @@
 mod agents;
 mod ingest;
 mod detect;
+mod tail;
