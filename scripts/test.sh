@@ -12,10 +12,12 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 need_apt=()
 for pair in logger:bsdutils curl:curl openssl:openssl python3:python3 pip3:python3-pip \
-            ip:iproute2 nft:nftables unshare:util-linux; do
+            ip:iproute2 nft:nftables unshare:util-linux rsyslogd:rsyslog; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ] \
+  || need_apt+=(rsyslog-gnutls)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

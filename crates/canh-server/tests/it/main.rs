@@ -4,3 +4,4 @@ mod agents;
 mod ingest;
 mod detect;
 mod tail;
+mod rsyslog;
