@@ -245,12 +245,7 @@ fn start_sensors(
     if cfg.sensors.network_poll_secs > 0 {
         status.sensor_started("network");
         let every = Duration::from_secs(cfg.sensors.network_poll_secs);
-        let (host, emit, stop, root) = (
-            host.to_owned(),
-            emit.clone(),
-            stop.clone(),
-            proc_root,
-        );
+        let (host, emit, stop, root) = (host.to_owned(), emit.clone(), stop.clone(), proc_root);
         threads.push(std::thread::spawn(move || {
             let enricher = sensors::procinfo::Enricher::default();
             let mut tracker = sensors::network::ConnectionTracker::default();

@@ -361,10 +361,8 @@ fn parse_line(
         return None;
     };
     let is_eve = obj.contains_key("event_type") && obj.contains_key("timestamp");
-    if is_eve {
-        if let Some(ev) = eve.and_then(|p| p.parse(text.as_bytes(), cx).ok()) {
-            return Some(ev);
-        }
+    if is_eve && let Some(ev) = eve.and_then(|p| p.parse(text.as_bytes(), cx).ok()) {
+        return Some(ev);
     }
     let mut ev = Event::from_json_object(obj, Utc::now()).ok()?;
     if keep {

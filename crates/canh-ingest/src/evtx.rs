@@ -71,7 +71,7 @@ pub fn read_file(
     };
     let file = File::open(path).map_err(|e| open_err(evtx::err::EvtxError::from(e)))?;
     let parser = EvtxParser::from_read_seek(BufReader::new(file)).map_err(open_err)?;
-    let settings = Arc::new(ParserSettings::default().num_threads(1));
+    let settings = Arc::new(ParserSettings::default());
     Ok(RecordIter {
         chunks: Box::new(parser.into_chunks()),
         settings,

@@ -27,6 +27,14 @@ fn load() -> Vec<(Timestamp, LinkType, Vec<u8>)> {
                         link,
                         b.data.to_vec(),
                     )),
+                    PcapBlockOwned::NG(pcap_parser::Block::InterfaceDescription(idb)) => {
+                        link = LinkType::from_dlt(idb.linktype.0);
+                    }
+                    PcapBlockOwned::NG(pcap_parser::Block::EnhancedPacket(epb)) => {
+                        let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                        let ts = Timestamp::new((raw / 1_000_000) as i64, (raw % 1_000_000) as u32);
+                        frames.push((ts, link, epb.data.to_vec()));
+                    }
                     PcapBlockOwned::NG(_) => {}
                 }
                 reader.consume(off);
@@ -41,6 +49,7 @@ fn load() -> Vec<(Timestamp, LinkType, Vec<u8>)> {
 
 fn bench(c: &mut Criterion) {
     let frames = load();
+    assert!(!frames.is_empty(), "no packets loaded");
     let bytes: u64 = frames.iter().map(|f| f.2.len() as u64).sum();
     let mut g = c.benchmark_group("sensor_metadata");
     g.sample_size(10);

@@ -294,28 +294,24 @@ impl Soar {
     /// Alerts newest first. `scope` limits to these agencies (none = all).
     pub async fn alerts(&self, f: &AlertFilter, scope: Option<&[i64]>) -> Result<Page<Alert>> {
         let limit = f.limit.unwrap_or(50).clamp(1, 500);
-        let scope_json = scope.map(|s| serde_json::to_string(s).unwrap_or_default());
-        let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM alerts WHERE ($1 IS NULL OR state = $1) \
-             AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR rule_id = $3) \
-             AND ($4 IS NULL OR host = $4) AND ($5 IS NULL OR COALESCE(group_id, id) = $5) \
-             AND ($6 IS NULL OR assignee_id = $6) AND ($7 IS NULL OR agency_id = $7) \
-             AND ($8 IS NULL OR id < $8) \
-             AND ($9 IS NULL OR agency_id IN (SELECT value FROM json_each($9))) \
-             ORDER BY id DESC LIMIT $10"
-        ))
-        .bind(f.state.map(AlertState::as_str))
-        .bind(f.severity.map(Severity::as_str))
-        .bind(&f.rule_id)
-        .bind(&f.host)
-        .bind(f.group_id)
-        .bind(f.assignee_id)
-        .bind(f.agency_id)
-        .bind(f.after)
-        .bind(scope_json)
-        .bind(limit + 1)
-        .fetch_all(self.pool())
-        .await?;
+        // Only the filters given go into the SQL, so that SQLite can use the matching index
+        // (a generic `($n IS NULL OR col = $n)` form forces a scan).
+        let mut w = crate::Where::default();
+        w.eq("state", f.state.map(|s| s.as_str().to_owned().into()));
+        w.eq("severity", f.severity.map(|s| s.as_str().to_owned().into()));
+        w.eq("rule_id", f.rule_id.clone().map(Into::into));
+        w.eq("host", f.host.clone().map(Into::into));
+        w.eq("COALESCE(group_id, id)", f.group_id.map(Into::into));
+        w.eq("assignee_id", f.assignee_id.map(Into::into));
+        w.eq("agency_id", f.agency_id.map(Into::into));
+        w.lt("id", f.after);
+        w.scope("agency_id", scope);
+        let sql = format!(
+            "SELECT {COLS} FROM alerts{} ORDER BY id DESC LIMIT {}",
+            w.sql(),
+            limit + 1
+        );
+        let rows = w.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
         let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);

@@ -485,23 +485,19 @@ impl Soar {
         scope: Option<&[i64]>,
     ) -> Result<Page<Incident>> {
         let limit = f.limit.unwrap_or(50).clamp(1, 500);
-        let scope_json = scope.map(|s| serde_json::to_string(s).unwrap_or_default());
-        let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM incidents WHERE ($1 IS NULL OR step = $1) \
-             AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR agency_id = $3) \
-             AND ($4 IS NULL OR closed = $4) AND ($5 IS NULL OR id < $5) \
-             AND ($6 IS NULL OR agency_id IN (SELECT value FROM json_each($6))) \
-             ORDER BY id DESC LIMIT $7"
-        ))
-        .bind(f.step.map(Step::as_str))
-        .bind(f.severity.map(Severity::as_str))
-        .bind(f.agency_id)
-        .bind(f.closed)
-        .bind(f.after)
-        .bind(scope_json)
-        .bind(limit + 1)
-        .fetch_all(self.pool())
-        .await?;
+        let mut w = crate::Where::default();
+        w.eq("step", f.step.map(|s| s.as_str().to_owned().into()));
+        w.eq("severity", f.severity.map(|s| s.as_str().to_owned().into()));
+        w.eq("agency_id", f.agency_id.map(Into::into));
+        w.eq("closed", f.closed.map(Into::into));
+        w.lt("id", f.after);
+        w.scope("agency_id", scope);
+        let sql = format!(
+            "SELECT {COLS} FROM incidents{} ORDER BY id DESC LIMIT {}",
+            w.sql(),
+            limit + 1
+        );
+        let rows = w.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
         let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);

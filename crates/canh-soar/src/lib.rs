@@ -193,3 +193,91 @@ pub struct Page<T> {
     /// Pass as `after` to get the next page; `None` on the last page.
     pub next: Option<i64>,
 }
+
+/// A bound value of a list filter.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+/// A WHERE clause built from the filters actually given, with numbered binds (`$1`, `$2`, …)
+/// so that the same SQL runs on PostgreSQL. Column expressions are constants of this crate,
+/// never caller input.
+#[derive(Debug, Default)]
+pub(crate) struct Where {
+    conds: Vec<String>,
+    vals: Vec<Val>,
+}
+
+impl Where {
+    pub(crate) fn eq(&mut self, col: &'static str, v: Option<Val>) {
+        if let Some(v) = v {
+            self.vals.push(v);
+            self.conds.push(format!("{col} = ${}", self.vals.len()));
+        }
+    }
+
+    pub(crate) fn lt(&mut self, col: &'static str, v: Option<i64>) {
+        if let Some(v) = v {
+            self.vals.push(Val::Int(v));
+            self.conds.push(format!("{col} < ${}", self.vals.len()));
+        }
+    }
+
+    /// `col IN (…)` over an agency scope; an empty scope matches nothing.
+    pub(crate) fn scope(&mut self, col: &'static str, ids: Option<&[i64]>) {
+        let Some(ids) = ids else { return };
+        if ids.is_empty() {
+            self.conds.push("1 = 0".into());
+            return;
+        }
+        let mut marks = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.vals.push(Val::Int(*id));
+            marks.push(format!("${}", self.vals.len()));
+        }
+        self.conds.push(format!("{col} IN ({})", marks.join(", ")));
+    }
+
+    pub(crate) fn sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
+
+    pub(crate) fn bind_all<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        for v in &self.vals {
+            q = match v {
+                Val::Int(i) => q.bind(*i),
+                Val::Text(t) => q.bind(t.clone()),
+                Val::Bool(b) => q.bind(*b),
+            };
+        }
+        q
+    }
+}

@@ -99,10 +99,7 @@ fn sigkill_mid_batch_loses_no_acked_event_and_reads_clean() {
             expected += 1;
         }
     }
-    assert!(
-        expected > durable,
-        "every fsynced event must be readable"
-    );
+    assert!(expected > durable, "every fsynced event must be readable");
     // And the spool keeps working after recovery.
     let r = spool.append(&[Event::new(chrono::Utc::now())]).unwrap();
     assert_eq!(r.start, expected);

@@ -14,7 +14,7 @@ fn canh(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_canh"))
         .args(args)
         .output()
-        .unwrap()
+        .expect("canh runs")
 }
 
 #[test]
