@@ -435,9 +435,9 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn record_json_to_event_never_panics(s in ".{0,64}", n in 0u64..100_000) {
-            let rec = serde_json::json!({"Event": {"System": {"EventID": s.clone(),
-                "EventRecordID": n, "TimeCreated": {"#attributes": {"SystemTime": s.clone()}}},
-                "EventData": {"A": s.clone(), "B": [s.clone(), n], "C": {"#text": s}}}});
+            let rec = serde_json::json!({"Event": {"System": {"EventID": s,
+                "EventRecordID": n, "TimeCreated": {"#attributes": {"SystemTime": s}}},
+                "EventData": {"A": s, "B": [s, n], "C": {"#text": s}}}});
             let ev = record_json_to_event(&rec);
             proptest::prop_assert_eq!(ev.get_str("event.module"), Some("windows"));
         }
