@@ -34,7 +34,10 @@ pub struct Event {
 impl Event {
     /// An event at `timestamp` with no fields.
     pub fn new(timestamp: DateTime<Utc>) -> Self {
-        Self { timestamp, fields: Map::new() }
+        Self {
+            timestamp,
+            fields: Map::new(),
+        }
     }
 
     /// Sets `name` to `value`, replacing what was there.
@@ -104,8 +107,8 @@ impl Event {
                 None => match ts.as_i64() {
                     // Numbers are epoch milliseconds, as Elasticsearch reads them.
                     Some(ms) => {
-                        ev.timestamp = DateTime::from_timestamp_millis(ms)
-                            .ok_or(EventError::BadTimestamp)?;
+                        ev.timestamp =
+                            DateTime::from_timestamp_millis(ms).ok_or(EventError::BadTimestamp)?;
                     }
                     None => return Err(EventError::BadTimestamp),
                 },
@@ -160,7 +163,9 @@ mod tests {
     #[test]
     fn nested_objects_are_flattened_to_dotted_names() {
         let obj = json!({"@timestamp":"2024-05-01T10:00:00Z","host":{"name":"a","ip":["10.0.0.1"]},"message":"x"});
-        let Value::Object(map) = obj else { unreachable!() };
+        let Value::Object(map) = obj else {
+            unreachable!()
+        };
         let ev = Event::from_json_object(map, Utc::now()).unwrap();
         assert_eq!(ev.get_str("host.name"), Some("a"));
         assert_eq!(ev.get("host.ip"), Some(&json!(["10.0.0.1"])));
@@ -178,8 +183,13 @@ mod tests {
 
     #[test]
     fn bad_timestamp_is_an_error() {
-        let Value::Object(map) = json!({"@timestamp": "yesterday-ish"}) else { unreachable!() };
-        assert_eq!(Event::from_json_object(map, Utc::now()), Err(EventError::BadTimestamp));
+        let Value::Object(map) = json!({"@timestamp": "yesterday-ish"}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            Event::from_json_object(map, Utc::now()),
+            Err(EventError::BadTimestamp)
+        );
     }
 
     #[test]

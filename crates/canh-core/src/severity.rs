@@ -26,8 +26,12 @@ pub enum Severity {
 
 impl Severity {
     /// All levels, lowest first.
-    pub const ALL: [Severity; 4] =
-        [Severity::Low, Severity::Medium, Severity::High, Severity::Emergency];
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Emergency,
+    ];
 
     /// The stable id used in config, API and storage.
     pub fn as_str(self) -> &'static str {
@@ -92,8 +96,14 @@ mod tests {
 
     #[test]
     fn sigma_levels_map_to_the_four_severities() {
-        assert_eq!(Severity::from_sigma_level("informational"), Some(Severity::Low));
-        assert_eq!(Severity::from_sigma_level("critical"), Some(Severity::Emergency));
+        assert_eq!(
+            Severity::from_sigma_level("informational"),
+            Some(Severity::Low)
+        );
+        assert_eq!(
+            Severity::from_sigma_level("critical"),
+            Some(Severity::Emergency)
+        );
         assert_eq!(Severity::from_sigma_level("bogus"), None);
     }
 

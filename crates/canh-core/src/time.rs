@@ -44,7 +44,11 @@ pub fn parse_time_expr(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Tim
         return Ok(now);
     }
     if let Some(rest) = t.strip_prefix("now-").or_else(|| t.strip_prefix("now+")) {
-        let sign = if t.as_bytes().get(3) == Some(&b'-') { -1 } else { 1 };
+        let sign = if t.as_bytes().get(3) == Some(&b'-') {
+            -1
+        } else {
+            1
+        };
         let (num, unit) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
         let n: i64 = num.parse().map_err(|_| err())?;
         let d = match unit {
@@ -81,7 +85,10 @@ mod tests {
     #[test]
     fn relative_forms_are_read() {
         let now = Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap();
-        assert_eq!(parse_time_expr("now-2h", now).unwrap(), now - Duration::hours(2));
+        assert_eq!(
+            parse_time_expr("now-2h", now).unwrap(),
+            now - Duration::hours(2)
+        );
         assert_eq!(parse_time_expr("now", now).unwrap(), now);
         assert!(parse_time_expr("now-2y", now).is_err());
         assert!(parse_time_expr("now-", now).is_err());

@@ -45,12 +45,18 @@ struct SearchParams {
 
 fn store_error(e: &StoreError) -> Response {
     match e {
-        StoreError::Invalid(_) | StoreError::Query(_) => {
-            api_error(StatusCode::BAD_REQUEST, "invalid_query", &crate::pipeline::error_chain(e))
-        }
+        StoreError::Invalid(_) | StoreError::Query(_) => api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            &crate::pipeline::error_chain(e),
+        ),
         _ => {
             tracing::error!(error = %crate::pipeline::error_chain(e), "search failed");
-            api_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "event store unavailable")
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "event store unavailable",
+            )
         }
     }
 }
@@ -62,7 +68,8 @@ pub fn range_and_query(
     to: Option<&str>,
 ) -> Result<(canh_core::query::Expr, DateTime<Utc>, DateTime<Utc>), String> {
     let now = Utc::now();
-    let from = canh_core::time::parse_time_expr(from.unwrap_or("now-24h"), now).map_err(|e| e.to_string())?;
+    let from = canh_core::time::parse_time_expr(from.unwrap_or("now-24h"), now)
+        .map_err(|e| e.to_string())?;
     let to = match to {
         // The end is exclusive: `now` must include what arrived this very second.
         None => now + chrono::Duration::seconds(1),
@@ -73,18 +80,33 @@ pub fn range_and_query(
 }
 
 async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
-    let (query, from, to) = match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-        Ok(r) => r,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-    };
+    let (query, from, to) =
+        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
+            Ok(r) => r,
+            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
+        };
     let cursor = match p.cursor.as_deref().map(str::parse::<Cursor>).transpose() {
         Ok(c) => c,
         Err(e) => return store_error(&e),
     };
     let limit = p.limit.unwrap_or(100).min(MAX_LIMIT);
     let started = std::time::Instant::now();
-    let res = st.pipeline.store().search(SearchRequest { query, from, to, limit, cursor }).await;
-    st.metrics.set("canh_store_query_seconds", &[("kind", "search")], started.elapsed().as_secs_f64());
+    let res = st
+        .pipeline
+        .store()
+        .search(SearchRequest {
+            query,
+            from,
+            to,
+            limit,
+            cursor,
+        })
+        .await;
+    st.metrics.set(
+        "canh_store_query_seconds",
+        &[("kind", "search")],
+        started.elapsed().as_secs_f64(),
+    );
     match res {
         Ok(page) => {
             let hits: Vec<serde_json::Value> = page
@@ -106,17 +128,30 @@ async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) 
 }
 
 async fn count(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
-    let (query, from, to) = match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-        Ok(r) => r,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-    };
+    let (query, from, to) =
+        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
+            Ok(r) => r,
+            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
+        };
     let Some(field) = p.field else {
-        return api_error(StatusCode::BAD_REQUEST, "missing_field", "field is required");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "field is required",
+        );
     };
     let limit = p.limit.unwrap_or(10).min(MAX_LIMIT);
-    match st.pipeline.store().count_by(&field, &query, from, to, limit).await {
+    match st
+        .pipeline
+        .store()
+        .count_by(&field, &query, from, to, limit)
+        .await
+    {
         Ok(rows) => {
-            let buckets: Vec<_> = rows.into_iter().map(|(k, n)| json!({"value": k, "count": n})).collect();
+            let buckets: Vec<_> = rows
+                .into_iter()
+                .map(|(k, n)| json!({"value": k, "count": n}))
+                .collect();
             axum::Json(json!({"field": field, "buckets": buckets})).into_response()
         }
         Err(e) => store_error(&e),
@@ -140,10 +175,11 @@ pub fn parse_interval(s: &str) -> Option<chrono::Duration> {
 }
 
 async fn histogram(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
-    let (query, from, to) = match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-        Ok(r) => r,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-    };
+    let (query, from, to) =
+        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
+            Ok(r) => r,
+            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
+        };
     let interval = match p.interval.as_deref() {
         None => {
             // About 60 buckets over the range, at least one second each.
@@ -152,11 +188,23 @@ async fn histogram(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams
         }
         Some(s) => match parse_interval(s) {
             Some(d) => d,
-            None => return api_error(StatusCode::BAD_REQUEST, "invalid_interval", "interval is like 30s, 5m, 1h or 1d"),
+            None => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_interval",
+                    "interval is like 30s, 5m, 1h or 1d",
+                );
+            }
         },
     };
-    match st.pipeline.store().histogram(&query, from, to, interval).await {
-        Ok(b) => axum::Json(json!({"interval_seconds": interval.num_seconds(), "buckets": b})).into_response(),
+    match st
+        .pipeline
+        .store()
+        .histogram(&query, from, to, interval)
+        .await
+    {
+        Ok(b) => axum::Json(json!({"interval_seconds": interval.num_seconds(), "buckets": b}))
+            .into_response(),
         Err(e) => store_error(&e),
     }
 }
@@ -169,26 +217,35 @@ struct SqlBody {
 async fn sql(State(st): State<Arc<AppState>>, axum::Json(body): axum::Json<SqlBody>) -> Response {
     let started = std::time::Instant::now();
     let res = st.pipeline.store().sql(&body.query).await;
-    st.metrics.set("canh_store_query_seconds", &[("kind", "sql")], started.elapsed().as_secs_f64());
+    st.metrics.set(
+        "canh_store_query_seconds",
+        &[("kind", "sql")],
+        started.elapsed().as_secs_f64(),
+    );
     match res {
         Ok(rows) => axum::Json(rows).into_response(),
         Err(e) => match e {
-            StoreError::Invalid(_) | StoreError::Query(_) => {
-                api_error(StatusCode::BAD_REQUEST, "invalid_sql", &crate::pipeline::error_chain(&e))
-            }
+            StoreError::Invalid(_) | StoreError::Query(_) => api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_sql",
+                &crate::pipeline::error_chain(&e),
+            ),
             other => store_error(&other),
         },
     }
 }
 
 async fn dead_letters(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
-    let (query, from, to) = match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-        Ok(r) => r,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-    };
+    let (query, from, to) =
+        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
+            Ok(r) => r,
+            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
+        };
     let limit = p.limit.unwrap_or(100).min(MAX_LIMIT);
     let store = Arc::clone(st.pipeline.store());
-    let res = tokio::task::spawn_blocking(move || store.dead_letters().search(&query, from, to, limit)).await;
+    let res =
+        tokio::task::spawn_blocking(move || store.dead_letters().search(&query, from, to, limit))
+            .await;
     match res {
         Ok(Ok(letters)) => {
             let items: Vec<_> = letters
@@ -201,7 +258,11 @@ async fn dead_letters(State(st): State<Arc<AppState>>, Query(p): Query<SearchPar
             axum::Json(json!({"dead_letters": items})).into_response()
         }
         Ok(Err(e)) => store_error(&e),
-        Err(_) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "search task failed"),
+        Err(_) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "search task failed",
+        ),
     }
 }
 

@@ -119,7 +119,10 @@ pub struct DetectConfig {
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        Self { rules_dir: None, suppress_secs: 60 }
+        Self {
+            rules_dir: None,
+            suppress_secs: 60,
+        }
     }
 }
 
@@ -159,8 +162,10 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
             None => String::new(),
         };
         Self::from_toml_with_env(&text, env)
@@ -171,8 +176,9 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         for (var, value) in env {
             apply_env(&mut table, &var, &value)?;
         }
@@ -184,7 +190,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.store.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.store
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for r in &self.ingest.agency_ranges {
             crate::pipeline::parse_range(&r.cidr).ok_or_else(|| {
                 ConfigError::Invalid(format!("ingest.agency_ranges: bad CIDR {:?}", r.cidr))
@@ -208,17 +216,24 @@ impl Config {
 
 /// The environment variables that override keys: every `CANH_<SECTION>__<KEY>`.
 pub fn env_overrides() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| k.starts_with("CANH_") && k.contains("__")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CANH_") && k.contains("__"))
+        .collect()
 }
 
 fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
-    let Some(path) = var.strip_prefix("CANH_") else { return Ok(()) };
+    let Some(path) = var.strip_prefix("CANH_") else {
+        return Ok(());
+    };
     if !path.contains("__") {
         return Ok(());
     }
     let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
     if keys.iter().any(String::is_empty) {
-        return Err(ConfigError::Env { var: var.into(), reason: "empty key".into() });
+        return Err(ConfigError::Env {
+            var: var.into(),
+            reason: "empty key".into(),
+        });
     }
     // A value that reads as TOML (number, bool, array, quoted string) keeps its type; anything
     // else is a string, so `CANH_SERVER__HTTP=0.0.0.0:8514` needs no quotes.
@@ -233,7 +248,9 @@ fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), Conf
             cur.insert(key.clone(), parsed);
             return Ok(());
         }
-        let next = cur.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let next = cur
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = next.as_table_mut().ok_or_else(|| ConfigError::Env {
             var: var.into(),
             reason: format!("{key} is not a section"),
@@ -256,8 +273,14 @@ mod tests {
     fn env_overrides_keys_with_types() {
         let env = [
             ("CANH_SERVER__HTTP".to_string(), "0.0.0.0:9000".to_string()),
-            ("CANH_SERVER__MAX_MESSAGE_BYTES".to_string(), "1024".to_string()),
-            ("CANH_INGEST__KEEP_ORIGINAL".to_string(), "false".to_string()),
+            (
+                "CANH_SERVER__MAX_MESSAGE_BYTES".to_string(),
+                "1024".to_string(),
+            ),
+            (
+                "CANH_INGEST__KEEP_ORIGINAL".to_string(),
+                "false".to_string(),
+            ),
         ];
         let cfg = Config::from_toml_with_env("", env).unwrap();
         assert_eq!(cfg.server.http.port(), 9000);
@@ -269,8 +292,8 @@ mod tests {
     fn unknown_keys_are_refused_with_their_name() {
         let err = Config::from_toml_with_env("[server]\nhttpp = \"x\"", []).unwrap_err();
         assert!(err.to_string().contains("httpp"), "{err}");
-        let err = Config::from_toml_with_env("", [("CANH_SERVR__HTTP".into(), "x".into())])
-            .unwrap_err();
+        let err =
+            Config::from_toml_with_env("", [("CANH_SERVR__HTTP".into(), "x".into())]).unwrap_err();
         assert!(err.to_string().contains("servr"), "{err}");
     }
 

@@ -45,8 +45,16 @@ impl Detector {
         let (set, reports) = RuleSet::load_dir(rules_dir, &LoadOptions::default());
         let loaded = reports.iter().filter(|r| r.status.is_loaded()).count();
         info!(rules = loaded, refused = reports.len() - loaded, dir = %rules_dir.display(), "detection rules loaded");
-        metrics.describe("canh_detect_alerts_total", "counter", "alerts raised by live detection, by severity");
-        metrics.describe("canh_detect_suppressed_total", "counter", "matches suppressed as repeats");
+        metrics.describe(
+            "canh_detect_alerts_total",
+            "counter",
+            "alerts raised by live detection, by severity",
+        );
+        metrics.describe(
+            "canh_detect_suppressed_total",
+            "counter",
+            "matches suppressed as repeats",
+        );
         metrics.set("canh_detect_rules_loaded", &[], loaded as f64);
         let state_path = data_dir.join("state").join("correlation.json");
         let (correlator, lost) = load_state(&state_path);
@@ -100,7 +108,8 @@ impl Detector {
         }
         for a in &alerts {
             let sev = a.get_str("canh.alert.severity").unwrap_or("low").to_owned();
-            self.metrics.add("canh_detect_alerts_total", &[("severity", &sev)], 1);
+            self.metrics
+                .add("canh_detect_alerts_total", &[("severity", &sev)], 1);
         }
         if let Some(soar) = &self.soar {
             for a in &alerts {
@@ -119,7 +128,9 @@ impl Detector {
             return false;
         }
         let host = ev.get_str(fields::HOST_NAME).unwrap_or("").to_owned();
-        let Ok(mut last) = self.last_alert.lock() else { return false };
+        let Ok(mut last) = self.last_alert.lock() else {
+            return false;
+        };
         let key = (m.rule_index, host);
         let now = ev.timestamp;
         match last.get(&key) {
@@ -139,7 +150,9 @@ impl Detector {
     }
 
     fn save_state(&self) {
-        let Ok(c) = self.correlator.lock() else { return };
+        let Ok(c) = self.correlator.lock() else {
+            return;
+        };
         let text = match serde_json::to_vec(&*c) {
             Ok(t) => t,
             Err(e) => {
@@ -163,14 +176,26 @@ fn load_state(path: &Path) -> (Correlator, Option<String>) {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(c) => (c, None),
-            Err(e) => (Correlator::new(), Some(format!("{} is unreadable: {e}", path.display()))),
+            Err(e) => (
+                Correlator::new(),
+                Some(format!("{} is unreadable: {e}", path.display())),
+            ),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Correlator::new(), None),
-        Err(e) => (Correlator::new(), Some(format!("{} cannot be read: {e}", path.display()))),
+        Err(e) => (
+            Correlator::new(),
+            Some(format!("{} cannot be read: {e}", path.display())),
+        ),
     }
 }
 
-fn base_alert(time: DateTime<Utc>, rule_id: Option<&str>, title: &str, level: Option<&str>, severity: Severity) -> Event {
+fn base_alert(
+    time: DateTime<Utc>,
+    rule_id: Option<&str>,
+    title: &str,
+    level: Option<&str>,
+    severity: Severity,
+) -> Event {
     let mut a = Event::new(time);
     a.set(fields::EVENT_KIND, "alert");
     a.set(fields::EVENT_MODULE, "canh_detect");
@@ -183,25 +208,56 @@ fn base_alert(time: DateTime<Utc>, rule_id: Option<&str>, title: &str, level: Op
 }
 
 fn match_alert(m: &Match, ev: &Event) -> Event {
-    let mut a = base_alert(ev.timestamp, m.rule_id.as_deref(), &m.title, m.level.as_deref(), m.severity);
+    let mut a = base_alert(
+        ev.timestamp,
+        m.rule_id.as_deref(),
+        &m.title,
+        m.level.as_deref(),
+        m.severity,
+    );
     a.set("rule.ruleset", "sigma");
     a.set_opt("rule.author", m.author.clone());
-    a.set_opt("rule.reference", m.rule_path.as_ref().map(|p| p.display().to_string()));
+    a.set_opt(
+        "rule.reference",
+        m.rule_path.as_ref().map(|p| p.display().to_string()),
+    );
     if !m.tags.is_empty() {
         a.set("tags", m.tags.clone());
     }
-    for f in [fields::HOST_NAME, fields::ORGANIZATION_ID, fields::USER_NAME, fields::SOURCE_IP, fields::DESTINATION_IP] {
+    for f in [
+        fields::HOST_NAME,
+        fields::ORGANIZATION_ID,
+        fields::USER_NAME,
+        fields::SOURCE_IP,
+        fields::DESTINATION_IP,
+    ] {
         if let Some(v) = ev.get(f) {
             a.set(f, v.clone());
         }
     }
-    a.set("message", format!("{} — {}", m.title, ev.get_str(fields::MESSAGE).unwrap_or("")));
-    a.set("canh.alert.event", serde_json::to_value(ev).unwrap_or_default());
+    a.set(
+        "message",
+        format!(
+            "{} — {}",
+            m.title,
+            ev.get_str(fields::MESSAGE).unwrap_or("")
+        ),
+    );
+    a.set(
+        "canh.alert.event",
+        serde_json::to_value(ev).unwrap_or_default(),
+    );
     a
 }
 
 fn correlation_alert(c: &CorrelationAlert) -> Event {
-    let mut a = base_alert(c.last_seen, c.rule_id.as_deref(), &c.title, c.level.as_deref(), c.severity);
+    let mut a = base_alert(
+        c.last_seen,
+        c.rule_id.as_deref(),
+        &c.title,
+        c.level.as_deref(),
+        c.severity,
+    );
     a.set("rule.ruleset", "sigma_correlation");
     if !c.tags.is_empty() {
         a.set("tags", c.tags.clone());
@@ -217,8 +273,17 @@ fn correlation_alert(c: &CorrelationAlert) -> Event {
 }
 
 fn state_loss_alert(reason: &str) -> Event {
-    let mut a = base_alert(Utc::now(), Some("canh.detect.correlation_state_lost"), "Correlation state lost at restart", Some("high"), Severity::High);
-    a.set("message", format!("correlation windows restarted empty: {reason}"));
+    let mut a = base_alert(
+        Utc::now(),
+        Some("canh.detect.correlation_state_lost"),
+        "Correlation state lost at restart",
+        Some("high"),
+        Severity::High,
+    );
+    a.set(
+        "message",
+        format!("correlation windows restarted empty: {reason}"),
+    );
     a
 }
 

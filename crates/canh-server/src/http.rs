@@ -40,6 +40,13 @@ async fn health(State(st): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
-    st.metrics.set("canh_store_wal_pending_events", &[], st.pipeline.store().pending() as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
+    st.metrics.set(
+        "canh_store_wal_pending_events",
+        &[],
+        st.pipeline.store().pending() as f64,
+    );
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
 }

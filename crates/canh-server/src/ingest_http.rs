@@ -33,9 +33,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_cluster/health", get(es_cluster_health))
         .route("/_nodes", get(es_nodes))
         .route("/_nodes/{*rest}", get(es_nodes))
-        .route("/_index_template/{name}", put(es_ack).get(es_template_get).head(es_not_found))
-        .route("/_template/{name}", put(es_ack).get(es_template_get).head(es_not_found))
-        .route("/_ilm/policy/{name}", put(es_ack).get(es_empty).head(es_not_found))
+        .route(
+            "/_index_template/{name}",
+            put(es_ack).get(es_template_get).head(es_not_found),
+        )
+        .route(
+            "/_template/{name}",
+            put(es_ack).get(es_template_get).head(es_not_found),
+        )
+        .route(
+            "/_ilm/policy/{name}",
+            put(es_ack).get(es_empty).head(es_not_found),
+        )
         .route("/_ingest/pipeline/{name}", put(es_ack).get(es_empty))
         .route("/_data_stream/{name}", put(es_ack).get(es_empty))
         .route("/api/v1/ingest/ndjson", post(ndjson))
@@ -50,7 +59,10 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 fn es_json(status: StatusCode, body: Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
-    r.headers_mut().insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    r.headers_mut().insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
     r
 }
 
@@ -76,7 +88,10 @@ async fn es_root() -> Response {
 
 async fn es_head() -> Response {
     let mut r = StatusCode::OK.into_response();
-    r.headers_mut().insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    r.headers_mut().insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
     r
 }
 
@@ -95,7 +110,10 @@ async fn es_xpack() -> Response {
 }
 
 async fn es_cluster_health() -> Response {
-    es_json(StatusCode::OK, json!({"cluster_name": "canh", "status": "green", "number_of_nodes": 1}))
+    es_json(
+        StatusCode::OK,
+        json!({"cluster_name": "canh", "status": "green", "number_of_nodes": 1}),
+    )
 }
 
 async fn es_nodes() -> Response {
@@ -125,7 +143,10 @@ async fn es_template_get(Path(name): Path<String>) -> Response {
 /// `HEAD` of a template: "not found" makes shippers install theirs (accepted by `es_ack`).
 async fn es_not_found() -> Response {
     let mut r = StatusCode::NOT_FOUND.into_response();
-    r.headers_mut().insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    r.headers_mut().insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
     r
 }
 
@@ -181,27 +202,54 @@ async fn bulk(
     let parser = canh_ingest::parser_by_id("ecs_json");
     let mut ops: Vec<BulkOp> = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
-    let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
     while let Some(action_line) = lines.next() {
         let default = default_index.clone().unwrap_or_else(|| "logs".to_owned());
         let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(action_line) else {
             // Elasticsearch refuses the whole request when an action line is broken.
             let reason = "Malformed action/metadata line, expected an object with one action";
-            st.pipeline.dead_letter("http_bulk", Some(peer), reason, action_line.to_vec());
-            return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason);
+            st.pipeline
+                .dead_letter("http_bulk", Some(peer), reason, action_line.to_vec());
+            return es_error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                reason,
+            );
         };
         let Some((name, meta)) = action.into_iter().next() else {
-            return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "empty action");
+            return es_error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "empty action",
+            );
         };
-        let index = meta.get("_index").and_then(Value::as_str).map_or(default, str::to_owned);
-        let id = meta.get("_id").and_then(Value::as_str).map_or_else(new_doc_id, str::to_owned);
+        let index = meta
+            .get("_index")
+            .and_then(Value::as_str)
+            .map_or(default, str::to_owned);
+        let id = meta
+            .get("_id")
+            .and_then(Value::as_str)
+            .map_or_else(new_doc_id, str::to_owned);
         match name.as_str() {
             "index" | "create" => {
                 let Some(doc) = lines.next() else {
                     let reason = "action is missing its document line";
-                    return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason);
+                    return es_error(
+                        StatusCode::BAD_REQUEST,
+                        "illegal_argument_exception",
+                        reason,
+                    );
                 };
-                ops.push(BulkOp { action: name, index, id, frame: Some(frames.len()), error: None });
+                ops.push(BulkOp {
+                    action: name,
+                    index,
+                    id,
+                    frame: Some(frames.len()),
+                    error: None,
+                });
                 frames.push(Frame {
                     source: "http_bulk",
                     peer: Some(peer),
@@ -212,16 +260,42 @@ async fn bulk(
             }
             "update" => {
                 let _doc = lines.next();
-                let err = (400, "action_request_validation_exception", "update is not supported: events are immutable".to_owned());
-                ops.push(BulkOp { action: name, index, id, frame: None, error: Some(err) });
+                let err = (
+                    400,
+                    "action_request_validation_exception",
+                    "update is not supported: events are immutable".to_owned(),
+                );
+                ops.push(BulkOp {
+                    action: name,
+                    index,
+                    id,
+                    frame: None,
+                    error: Some(err),
+                });
             }
             "delete" => {
-                let err = (400, "action_request_validation_exception", "delete is not supported: events are immutable".to_owned());
-                ops.push(BulkOp { action: name, index, id, frame: None, error: Some(err) });
+                let err = (
+                    400,
+                    "action_request_validation_exception",
+                    "delete is not supported: events are immutable".to_owned(),
+                );
+                ops.push(BulkOp {
+                    action: name,
+                    index,
+                    id,
+                    frame: None,
+                    error: Some(err),
+                });
             }
             other => {
-                let reason = format!("Malformed action/metadata line, expected one of [create, delete, index, update] but found [{other}]");
-                return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", &reason);
+                let reason = format!(
+                    "Malformed action/metadata line, expected one of [create, delete, index, update] but found [{other}]"
+                );
+                return es_error(
+                    StatusCode::BAD_REQUEST,
+                    "illegal_argument_exception",
+                    &reason,
+                );
             }
         }
     }
@@ -233,12 +307,14 @@ async fn bulk(
     let items: Vec<Value> = ops
         .into_iter()
         .map(|op| {
-            let err = op.error.or_else(|| match op.frame.and_then(|i| outcomes.get(i)) {
-                Some(ItemOutcome::Refused(reason)) => {
-                    Some((400, "document_parsing_exception", reason.clone()))
-                }
-                _ => None,
-            });
+            let err = op
+                .error
+                .or_else(|| match op.frame.and_then(|i| outcomes.get(i)) {
+                    Some(ItemOutcome::Refused(reason)) => {
+                        Some((400, "document_parsing_exception", reason.clone()))
+                    }
+                    _ => None,
+                });
             let body = match err {
                 Some((status, kind, reason)) => {
                     errors = true;
@@ -254,7 +330,10 @@ async fn bulk(
         })
         .collect();
     let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    es_json(StatusCode::OK, json!({"took": took, "errors": errors, "items": items}))
+    es_json(
+        StatusCode::OK,
+        json!({"took": took, "errors": errors, "items": items}),
+    )
 }
 
 fn es_error(status: StatusCode, kind: &str, reason: &str) -> Response {
@@ -266,14 +345,24 @@ fn es_error(status: StatusCode, kind: &str, reason: &str) -> Response {
 
 fn store_unavailable(e: &PipelineError) -> Response {
     tracing::error!(error = %crate::pipeline::error_chain(e), "batch refused: store unavailable");
-    let mut r = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"code": "store_unavailable", "message": "event store unavailable, retry later"}))).into_response();
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(
+            json!({"code": "store_unavailable", "message": "event store unavailable, retry later"}),
+        ),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     r
 }
 
 /// Undoes `Content-Encoding: gzip|deflate` with a size cap.
 fn decode_body(headers: &HeaderMap, body: &Bytes, max: usize) -> Result<Vec<u8>, String> {
-    let enc = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     match enc.trim() {
         "" | "identity" => Ok(body.to_vec()),
         "gzip" | "deflate" | "x-gzip" => canh_ingest::framing::gelf::decompress(body, max)
@@ -302,7 +391,11 @@ async fn ndjson(
         Some(id) => match canh_ingest::parser_by_id(id) {
             Some(p) => Some(p),
             None => {
-                return api_error(StatusCode::BAD_REQUEST, "unknown_format", &format!("unknown format {id:?}"));
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_format",
+                    &format!("unknown format {id:?}"),
+                );
             }
         },
     };
@@ -314,7 +407,13 @@ async fn ndjson(
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|l| Frame { source: "http_ndjson", peer: Some(peer), bytes: Ok(l.to_vec()), parser, many: false })
+        .map(|l| Frame {
+            source: "http_ndjson",
+            peer: Some(peer),
+            bytes: Ok(l.to_vec()),
+            parser,
+            many: false,
+        })
         .collect();
     match st.pipeline.ingest(frames).await {
         Ok(outcomes) => {
@@ -327,7 +426,8 @@ async fn ndjson(
                 }
             }
             let rejected = errors.len();
-            axum::Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})).into_response()
+            axum::Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors}))
+                .into_response()
         }
         Err(e) => store_unavailable(&e),
     }
@@ -340,7 +440,10 @@ async fn otlp_logs(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let is_proto = ctype.starts_with("application/x-protobuf");
     let parser = canh_ingest::parser_by_id("otlp_json");
     let body = match decode_body(&headers, &body, st.config.server.max_body_bytes) {
@@ -352,20 +455,33 @@ async fn otlp_logs(
             Ok(json) => json,
             Err(e) => {
                 let reason = format!("invalid OTLP protobuf: {e}");
-                st.pipeline.dead_letter("otlp_http", Some(peer), &reason, body);
+                st.pipeline
+                    .dead_letter("otlp_http", Some(peer), &reason, body);
                 return api_error(StatusCode::BAD_REQUEST, "invalid_otlp", &reason);
             }
         }
     } else {
         body
     };
-    let frame = Frame { source: "otlp_http", peer: Some(peer), bytes: Ok(body), parser, many: true };
+    let frame = Frame {
+        source: "otlp_http",
+        peer: Some(peer),
+        bytes: Ok(body),
+        parser,
+        many: true,
+    };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {
-            Some(ItemOutcome::Refused(reason)) => api_error(StatusCode::BAD_REQUEST, "invalid_otlp", reason),
+            Some(ItemOutcome::Refused(reason)) => {
+                api_error(StatusCode::BAD_REQUEST, "invalid_otlp", reason)
+            }
             _ if is_proto => {
                 // An empty ExportLogsServiceResponse encodes as zero bytes.
-                ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::new()).into_response()
+                (
+                    [(header::CONTENT_TYPE, "application/x-protobuf")],
+                    Vec::new(),
+                )
+                    .into_response()
             }
             _ => axum::Json(json!({})).into_response(),
         },
@@ -380,18 +496,25 @@ async fn hec_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match decode_body(&headers, &body, st.config.server.max_body_bytes) {
-        Ok(b) => b,
-        Err(_) => return hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format"),
+    let Ok(body) = decode_body(&headers, &body, st.config.server.max_body_bytes) else {
+        return hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format");
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         return hec_reply(StatusCode::BAD_REQUEST, 5, "No data");
     }
     let parser = canh_ingest::parser_by_id("splunk_hec");
-    let frame = Frame { source: "splunk_hec", peer: Some(peer), bytes: Ok(body), parser, many: true };
+    let frame = Frame {
+        source: "splunk_hec",
+        peer: Some(peer),
+        bytes: Ok(body),
+        parser,
+        many: true,
+    };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {
-            Some(ItemOutcome::Refused(_)) => hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format"),
+            Some(ItemOutcome::Refused(_)) => {
+                hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format")
+            }
             _ => hec_reply(StatusCode::OK, 0, "Success"),
         },
         Err(e) => store_unavailable(&e),
@@ -405,9 +528,8 @@ async fn hec_raw(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match decode_body(&headers, &body, st.config.server.max_body_bytes) {
-        Ok(b) => b,
-        Err(_) => return hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format"),
+    let Ok(body) = decode_body(&headers, &body, st.config.server.max_body_bytes) else {
+        return hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format");
     };
     let frames: Vec<Frame> = body
         .split(|&b| b == b'\n')
@@ -438,10 +560,18 @@ async fn gelf_http(
         .map(std::borrow::Cow::into_owned)
         .map_err(|e| e.to_string());
     let parser = canh_ingest::parser_by_id("gelf");
-    let frame = Frame { source: "gelf_http", peer: Some(peer), bytes, parser, many: false };
+    let frame = Frame {
+        source: "gelf_http",
+        peer: Some(peer),
+        bytes,
+        parser,
+        many: false,
+    };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {
-            Some(ItemOutcome::Refused(reason)) => api_error(StatusCode::BAD_REQUEST, "invalid_gelf", reason),
+            Some(ItemOutcome::Refused(reason)) => {
+                api_error(StatusCode::BAD_REQUEST, "invalid_gelf", reason)
+            }
             _ => StatusCode::ACCEPTED.into_response(),
         },
         Err(e) => store_unavailable(&e),
@@ -450,5 +580,9 @@ async fn gelf_http(
 
 /// The API's error body: a stable code and a message.
 pub fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
 }

@@ -75,7 +75,10 @@ impl Node {
         let agents = if cfg.agents.enabled {
             let service = crate::agents::AgentService::open(data_dir, cfg.agents.clone())
                 .context("opening the agent endpoints")?;
-            let listener = service.bind().await.context("binding the agent endpoints")?;
+            let listener = service
+                .bind()
+                .await
+                .context("binding the agent endpoints")?;
             let sink: Arc<dyn crate::agents::AgentEventSink> =
                 Arc::new(PipelineSink(Arc::clone(&pipeline)));
             tasks.push(tokio::spawn(async move {
@@ -87,7 +90,11 @@ impl Node {
         } else {
             None
         };
-        tasks.push(tokio::spawn(watch(soar.clone(), agents.clone(), Arc::clone(&pipeline))));
+        tasks.push(tokio::spawn(watch(
+            soar.clone(),
+            agents.clone(),
+            Arc::clone(&pipeline),
+        )));
         let max_len = cfg.server.max_message_bytes;
         let batch = cfg.server.batch_max_events;
 
@@ -102,43 +109,83 @@ impl Node {
         }
         let mut syslog = None;
         if let Some(addr) = cfg.server.syslog {
-            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding syslog tcp {addr}"))?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding syslog tcp {addr}"))?;
             let bound = tcp.local_addr()?;
             // UDP takes the port TCP got, so that `--syslog 127.0.0.1:0` gives one port for both.
-            let udp = UdpSocket::bind(bound).await.with_context(|| format!("binding syslog udp {bound}"))?;
-            tasks.push(tokio::spawn(sources::syslog_udp(udp, Arc::clone(&pipeline), batch)));
-            tasks.push(tokio::spawn(sources::syslog_tcp(tcp, Arc::clone(&pipeline), max_len, batch)));
+            let udp = UdpSocket::bind(bound)
+                .await
+                .with_context(|| format!("binding syslog udp {bound}"))?;
+            tasks.push(tokio::spawn(sources::syslog_udp(
+                udp,
+                Arc::clone(&pipeline),
+                batch,
+            )));
+            tasks.push(tokio::spawn(sources::syslog_tcp(
+                tcp,
+                Arc::clone(&pipeline),
+                max_len,
+                batch,
+            )));
             info!(address = %bound, "syslog listening on udp and tcp");
             syslog = Some(bound);
         }
         let mut syslog_tls = None;
-        if let (Some(addr), Some(cert), Some(key)) =
-            (cfg.server.syslog_tls, &cfg.server.tls_cert, &cfg.server.tls_key)
-        {
+        if let (Some(addr), Some(cert), Some(key)) = (
+            cfg.server.syslog_tls,
+            &cfg.server.tls_cert,
+            &cfg.server.tls_key,
+        ) {
             let acceptor = sources::tls_acceptor(cert, key)?;
-            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding syslog tls {addr}"))?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding syslog tls {addr}"))?;
             syslog_tls = Some(tcp.local_addr()?);
             info!(address = %tcp.local_addr()?, "syslog tls listening");
-            tasks.push(tokio::spawn(sources::syslog_tls(tcp, acceptor, Arc::clone(&pipeline), max_len, batch)));
+            tasks.push(tokio::spawn(sources::syslog_tls(
+                tcp,
+                acceptor,
+                Arc::clone(&pipeline),
+                max_len,
+                batch,
+            )));
         }
         let mut gelf_udp = None;
         if let Some(addr) = cfg.server.gelf_udp {
-            let udp = UdpSocket::bind(addr).await.with_context(|| format!("binding gelf udp {addr}"))?;
+            let udp = UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding gelf udp {addr}"))?;
             gelf_udp = Some(udp.local_addr()?);
-            tasks.push(tokio::spawn(sources::gelf_udp(udp, Arc::clone(&pipeline), max_len)));
+            tasks.push(tokio::spawn(sources::gelf_udp(
+                udp,
+                Arc::clone(&pipeline),
+                max_len,
+            )));
         }
         let mut gelf_tcp = None;
         if let Some(addr) = cfg.server.gelf_tcp {
-            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding gelf tcp {addr}"))?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding gelf tcp {addr}"))?;
             gelf_tcp = Some(tcp.local_addr()?);
-            tasks.push(tokio::spawn(sources::gelf_tcp(tcp, Arc::clone(&pipeline), max_len, batch)));
+            tasks.push(tokio::spawn(sources::gelf_tcp(
+                tcp,
+                Arc::clone(&pipeline),
+                max_len,
+                batch,
+            )));
         }
 
         let http_listener = TcpListener::bind(cfg.server.http)
             .await
             .with_context(|| format!("binding http {}", cfg.server.http))?;
         let http = http_listener.local_addr()?;
-        let state = Arc::new(AppState { metrics, config: cfg, pipeline });
+        let state = Arc::new(AppState {
+            metrics,
+            config: cfg,
+            pipeline,
+        });
         let app = router(Arc::clone(&state)).merge(crate::soar::router(soar.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let http_task = tokio::spawn(async move {
@@ -180,7 +227,12 @@ impl Node {
         if let Some(h) = self.http_task.take() {
             let _ = h.await;
         }
-        self.state.pipeline.store().flush().await.context("flushing the event store")?;
+        self.state
+            .pipeline
+            .store()
+            .flush()
+            .await
+            .context("flushing the event store")?;
         Ok(())
     }
 }
@@ -229,7 +281,13 @@ async fn watch(
             ev.set("canh.alert.severity", "high");
             ev.set("agent.id", a.agent_id.as_str());
             ev.set("host.name", a.hostname.as_str());
-            ev.set("message", format!("endpoint {} ({}) missed its heartbeats", a.hostname, a.agent_id));
+            ev.set(
+                "message",
+                format!(
+                    "endpoint {} ({}) missed its heartbeats",
+                    a.hostname, a.agent_id
+                ),
+            );
             let alert = canh_soar::NewAlert {
                 rule_id: "canh.agents.silent_endpoint".into(),
                 rule_title: "Thiết bị đầu cuối im lặng / Silent endpoint".into(),

@@ -186,7 +186,9 @@ pub fn protobuf_to_json(bytes: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
             })
         })
         .collect();
-    Ok(json!({"resourceLogs": resource_logs}).to_string().into_bytes())
+    Ok(json!({"resourceLogs": resource_logs})
+        .to_string()
+        .into_bytes())
 }
 
 fn record(r: &LogRecord) -> Value {
@@ -195,7 +197,10 @@ fn record(r: &LogRecord) -> Value {
         o.insert("timeUnixNano".into(), json!(r.time_unix_nano.to_string()));
     }
     if r.observed_time_unix_nano != 0 {
-        o.insert("observedTimeUnixNano".into(), json!(r.observed_time_unix_nano.to_string()));
+        o.insert(
+            "observedTimeUnixNano".into(),
+            json!(r.observed_time_unix_nano.to_string()),
+        );
     }
     if r.severity_number != 0 {
         o.insert("severityNumber".into(), json!(r.severity_number));
@@ -237,7 +242,9 @@ fn any(v: &AnyValue) -> Value {
         // The JSON encoding carries 64-bit integers as strings.
         Some(V::IntValue(i)) => json!({"intValue": i.to_string()}),
         Some(V::DoubleValue(d)) => json!({"doubleValue": d}),
-        Some(V::ArrayValue(a)) => json!({"arrayValue": {"values": a.values.iter().map(any).collect::<Vec<_>>()}}),
+        Some(V::ArrayValue(a)) => {
+            json!({"arrayValue": {"values": a.values.iter().map(any).collect::<Vec<_>>()}})
+        }
         Some(V::KvlistValue(l)) => json!({"kvlistValue": {"values": kvs(&l.values)}}),
         Some(V::BytesValue(b)) => {
             use base64::Engine as _;
@@ -262,7 +269,9 @@ mod tests {
                 resource: Some(Resource {
                     attributes: vec![KeyValue {
                         key: "service.name".into(),
-                        value: Some(AnyValue { value: Some(any_value::Value::StringValue("svc".into())) }),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("svc".into())),
+                        }),
                     }],
                     dropped_attributes_count: 0,
                 }),
@@ -272,10 +281,14 @@ mod tests {
                         time_unix_nano: 1_700_000_000_000_000_000,
                         severity_number: 13,
                         severity_text: "WARN".into(),
-                        body: Some(AnyValue { value: Some(any_value::Value::StringValue("hello".into())) }),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("hello".into())),
+                        }),
                         attributes: vec![KeyValue {
                             key: "n".into(),
-                            value: Some(AnyValue { value: Some(any_value::Value::IntValue(7)) }),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::IntValue(7)),
+                            }),
                         }],
                         ..Default::default()
                     }],
@@ -284,12 +297,16 @@ mod tests {
                 schema_url: String::new(),
             }],
         };
-        let json: Value = serde_json::from_slice(&protobuf_to_json(&req.encode_to_vec()).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_slice(&protobuf_to_json(&req.encode_to_vec()).unwrap()).unwrap();
         let rec = &json["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
         assert_eq!(rec["body"]["stringValue"], "hello");
         assert_eq!(rec["timeUnixNano"], "1700000000000000000");
         assert_eq!(rec["attributes"][0]["value"]["intValue"], "7");
-        assert_eq!(json["resourceLogs"][0]["resource"]["attributes"][0]["key"], "service.name");
+        assert_eq!(
+            json["resourceLogs"][0]["resource"]["attributes"][0]["key"],
+            "service.name"
+        );
     }
 
     #[test]

@@ -32,7 +32,13 @@ pub struct Frame {
 impl Frame {
     /// A frame whose parser is chosen by content.
     pub fn auto(source: &'static str, peer: Option<SocketAddr>, bytes: Vec<u8>) -> Self {
-        Self { source, peer, bytes: Ok(bytes), parser: None, many: false }
+        Self {
+            source,
+            peer,
+            bytes: Ok(bytes),
+            parser: None,
+            many: false,
+        }
     }
 }
 
@@ -82,13 +88,21 @@ impl Pipeline {
         cfg: &IngestConfig,
         max_message_bytes: usize,
     ) -> Self {
-        metrics.describe("canh_ingest_events_total", "counter", "events stored, by source and agency");
+        metrics.describe(
+            "canh_ingest_events_total",
+            "counter",
+            "events stored, by source and agency",
+        );
         metrics.describe(
             "canh_ingest_dead_letters_total",
             "counter",
             "input refused and kept in the dead-letter store, by source",
         );
-        metrics.describe("canh_ingest_batches_total", "counter", "batches written to the WAL");
+        metrics.describe(
+            "canh_ingest_batches_total",
+            "counter",
+            "batches written to the WAL",
+        );
         metrics.describe(
             "canh_ingest_last_seen_seconds",
             "gauge",
@@ -221,7 +235,13 @@ impl Pipeline {
     }
 
     /// Keeps refused input aside (reason, raw bytes, source) and counts it.
-    pub fn dead_letter(&self, source: &'static str, peer: Option<SocketAddr>, reason: &str, raw: Vec<u8>) {
+    pub fn dead_letter(
+        &self,
+        source: &'static str,
+        peer: Option<SocketAddr>,
+        reason: &str,
+        raw: Vec<u8>,
+    ) {
         self.write_letters(vec![letter(source, peer, reason, raw)]);
     }
 
@@ -237,7 +257,9 @@ impl Pipeline {
         let mut counts: Vec<((String, String), u64)> = Vec::new();
         for ev in &events {
             let key = (
-                ev.get_str(fields::CANH_SOURCE).unwrap_or("unknown").to_owned(),
+                ev.get_str(fields::CANH_SOURCE)
+                    .unwrap_or("unknown")
+                    .to_owned(),
                 ev.agency().unwrap_or("").to_owned(),
             );
             match counts.iter_mut().find(|(k, _)| *k == key) {
@@ -247,7 +269,11 @@ impl Pipeline {
         }
         let observers: Vec<Arc<dyn EventObserver>> =
             self.observers.read().map(|o| o.clone()).unwrap_or_default();
-        let for_observers = if observers.is_empty() { Vec::new() } else { events.clone() };
+        let for_observers = if observers.is_empty() {
+            Vec::new()
+        } else {
+            events.clone()
+        };
         self.store.append(events).await?;
         self.metrics.add("canh_ingest_batches_total", &[], 1);
         for ((source, agency), n) in counts {
@@ -258,7 +284,11 @@ impl Pipeline {
             );
             self.metrics.seen(&source);
         }
-        self.metrics.set("canh_store_wal_pending_events", &[], self.store.pending() as f64);
+        self.metrics.set(
+            "canh_store_wal_pending_events",
+            &[],
+            self.store.pending() as f64,
+        );
         if let Some((last, rest)) = observers.split_last() {
             for obs in rest {
                 obs.observe(for_observers.clone()).await;
@@ -274,7 +304,8 @@ impl Pipeline {
         }
         for l in &letters {
             let source = l.source.clone();
-            self.metrics.add("canh_ingest_dead_letters_total", &[("source", &source)], 1);
+            self.metrics
+                .add("canh_ingest_dead_letters_total", &[("source", &source)], 1);
         }
         if let Err(e) = self.store.dead_letters().append(&letters) {
             // The dead-letter store is the last resort; its failure must be loud.
@@ -282,7 +313,12 @@ impl Pipeline {
         }
     }
 
-    fn context(&self, now: chrono::DateTime<Utc>, source: &'static str, peer: Option<SocketAddr>) -> ParseCtx {
+    fn context(
+        &self,
+        now: chrono::DateTime<Utc>,
+        source: &'static str,
+        peer: Option<SocketAddr>,
+    ) -> ParseCtx {
         let mut cx = ParseCtx::new(now)
             .with_source_id(source)
             .with_default_year(now.year())
@@ -301,7 +337,10 @@ impl Pipeline {
         let by_range = peer.and_then(|p| {
             // A v4 sender seen on a dual-stack socket arrives as ::ffff:a.b.c.d.
             let ip = p.ip().to_canonical();
-            self.ranges.iter().find(|(c, _)| c.contains(ip)).map(|(_, a)| a.clone())
+            self.ranges
+                .iter()
+                .find(|(c, _)| c.contains(ip))
+                .map(|(_, a)| a.clone())
         });
         if let Some(agency) = by_range.or_else(|| self.default_agency.clone()) {
             ev.set(fields::ORGANIZATION_ID, agency);
@@ -309,7 +348,12 @@ impl Pipeline {
     }
 }
 
-fn letter(source: &'static str, peer: Option<SocketAddr>, reason: &str, raw: Vec<u8>) -> DeadLetter {
+fn letter(
+    source: &'static str,
+    peer: Option<SocketAddr>,
+    reason: &str,
+    raw: Vec<u8>,
+) -> DeadLetter {
     DeadLetter {
         time: Utc::now(),
         source: source.to_owned(),
@@ -336,7 +380,10 @@ pub fn parse_range(s: &str) -> Option<Cidr> {
     let s = s.trim();
     Cidr::parse(s).or_else(|| {
         let addr: std::net::IpAddr = s.parse().ok()?;
-        Some(Cidr { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } })
+        Some(Cidr {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        })
     })
 }
 
@@ -351,7 +398,11 @@ mod tests {
         assert!(!c.contains("10.21.0.1".parse().unwrap()));
         let mapped: std::net::IpAddr = "::ffff:10.20.9.9".parse().unwrap();
         assert!(c.contains(mapped.to_canonical()));
-        assert!(parse_range("192.0.2.1").unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert!(
+            parse_range("192.0.2.1")
+                .unwrap()
+                .contains("192.0.2.1".parse().unwrap())
+        );
         assert!(parse_range("10.0.0.0/33").is_none());
         assert!(parse_range("nonsense").is_none());
     }

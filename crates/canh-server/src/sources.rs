@@ -34,7 +34,9 @@ pub async fn syslog_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, batch_max: usi
         }
         while frames.len() < batch_max {
             match sock.try_recv_from(&mut buf) {
-                Ok((n, peer)) => frames.push(Frame::auto("syslog_udp", Some(peer), trim_nl(&buf[..n]))),
+                Ok((n, peer)) => {
+                    frames.push(Frame::auto("syslog_udp", Some(peer), trim_nl(&buf[..n])))
+                }
                 Err(_) => break,
             }
         }
@@ -45,7 +47,12 @@ pub async fn syslog_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, batch_max: usi
 }
 
 /// Accepts syslog TCP connections (LF framing or RFC 6587 octet counting, per frame).
-pub async fn syslog_tcp(listener: TcpListener, pipeline: Arc<Pipeline>, max_len: usize, batch_max: usize) {
+pub async fn syslog_tcp(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    max_len: usize,
+    batch_max: usize,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -95,7 +102,12 @@ pub async fn syslog_tls(
                     }
                     Err(e) => {
                         debug!(error = %e, "tls handshake failed");
-                        p.dead_letter("syslog_tls", Some(peer), &format!("tls handshake failed: {e}"), Vec::new());
+                        p.dead_letter(
+                            "syslog_tls",
+                            Some(peer),
+                            &format!("tls handshake failed: {e}"),
+                            Vec::new(),
+                        );
                     }
                 }
             }
@@ -105,7 +117,12 @@ pub async fn syslog_tls(
 }
 
 /// Accepts GELF over TCP (NUL-delimited JSON, optionally newline-delimited).
-pub async fn gelf_tcp(listener: TcpListener, pipeline: Arc<Pipeline>, max_len: usize, batch_max: usize) {
+pub async fn gelf_tcp(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    max_len: usize,
+    batch_max: usize,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -116,7 +133,9 @@ pub async fn gelf_tcp(listener: TcpListener, pipeline: Arc<Pipeline>, max_len: u
         };
         let p = Arc::clone(&pipeline);
         tokio::spawn(async move {
-            let framer = NulFramer { lines: Lines::new(max_len) };
+            let framer = NulFramer {
+                lines: Lines::new(max_len),
+            };
             read_stream(stream, peer, "gelf_tcp", framer, p, batch_max).await;
         });
     }
@@ -146,8 +165,20 @@ pub async fn gelf_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, max_len: usize) 
             }
         };
         let frame = match gelf::decompress(&whole, max_len) {
-            Ok(plain) => Frame { source: "gelf_udp", peer: Some(peer), bytes: Ok(plain.into_owned()), parser, many: false },
-            Err(e) => Frame { source: "gelf_udp", peer: Some(peer), bytes: Err(e.to_string()), parser, many: false },
+            Ok(plain) => Frame {
+                source: "gelf_udp",
+                peer: Some(peer),
+                bytes: Ok(plain.into_owned()),
+                parser,
+                many: false,
+            },
+            Err(e) => Frame {
+                source: "gelf_udp",
+                peer: Some(peer),
+                bytes: Err(e.to_string()),
+                parser,
+                many: false,
+            },
         };
         if let Err(e) = pipeline.ingest(vec![frame]).await {
             warn!(error = %e, "gelf udp message not stored");
@@ -166,7 +197,11 @@ async fn read_stream<S: AsyncRead + Unpin, F: Framer>(
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut out: Vec<FrameResult> = Vec::new();
-    let parser = if source == "gelf_tcp" { canh_ingest::parser_by_id("gelf") } else { None };
+    let parser = if source == "gelf_tcp" {
+        canh_ingest::parser_by_id("gelf")
+    } else {
+        None
+    };
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) => {
@@ -214,7 +249,10 @@ struct NulFramer {
 
 impl Framer for NulFramer {
     fn feed(&mut self, data: &[u8], out: &mut Vec<FrameResult>) {
-        let mapped: Vec<u8> = data.iter().map(|&b| if b == 0 { b'\n' } else { b }).collect();
+        let mapped: Vec<u8> = data
+            .iter()
+            .map(|&b| if b == 0 { b'\n' } else { b })
+            .collect();
         self.lines.feed(&mapped, out);
     }
     fn finish(&mut self, out: &mut Vec<FrameResult>) {

@@ -98,7 +98,12 @@ pub async fn tail_files(
         .into_iter()
         .map(|cfg| {
             let pos = cps.files.get(&cfg.path).copied().unwrap_or_default();
-            Tailed { cfg, file: None, pos, partial: Vec::new() }
+            Tailed {
+                cfg,
+                file: None,
+                pos,
+                partial: Vec::new(),
+            }
         })
         .collect();
     loop {
@@ -133,13 +138,23 @@ async fn step(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::io::
         let same = t.pos.dev == md.dev() && t.pos.ino == md.ino();
         if !same {
             let first_time = t.pos == Position::default();
-            let offset = if first_time && !t.cfg.from_start { md.len() } else { 0 };
-            t.pos = Position { dev: md.dev(), ino: md.ino(), offset };
+            let offset = if first_time && !t.cfg.from_start {
+                md.len()
+            } else {
+                0
+            };
+            t.pos = Position {
+                dev: md.dev(),
+                ino: md.ino(),
+                offset,
+            };
             moved = true;
         }
         t.file = Some(f);
     }
-    let Some(file) = t.file.as_mut() else { return Ok(moved) };
+    let Some(file) = t.file.as_mut() else {
+        return Ok(moved);
+    };
     let md = file.metadata()?;
     if md.len() < t.pos.offset {
         // Truncated in place: start again from the beginning.
@@ -154,7 +169,7 @@ async fn step(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::io::
         Err(_) => false,
     };
     if rotated {
-        moved |= read_new(t, pipeline, max_line).await?;
+        read_new(t, pipeline, max_line).await?;
         flush_partial(t, pipeline).await;
         t.file = None;
         t.pos = Position::default();
@@ -167,7 +182,9 @@ async fn step(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::io::
 }
 
 async fn read_new(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::io::Result<bool> {
-    let Some(file) = t.file.as_mut() else { return Ok(false) };
+    let Some(file) = t.file.as_mut() else {
+        return Ok(false);
+    };
     let mut moved = false;
     loop {
         file.seek(SeekFrom::Start(t.pos.offset + t.partial.len() as u64))?;
@@ -198,7 +215,13 @@ async fn read_new(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::
             .split(|&b| b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|l| Frame { source: "file", peer: None, bytes: Ok(l.to_vec()), parser, many: false })
+            .map(|l| Frame {
+                source: "file",
+                peer: None,
+                bytes: Ok(l.to_vec()),
+                parser,
+                many: false,
+            })
             .collect();
         if let Err(e) = pipeline.ingest(frames).await {
             // Not stored: leave the position where it was, so the lines are read again.
@@ -218,7 +241,11 @@ async fn flush_partial(t: &mut Tailed, pipeline: &Pipeline) {
     }
     let line = std::mem::take(&mut t.partial);
     let len = line.len() as u64;
-    if pipeline.ingest(vec![Frame::auto("file", None, line)]).await.is_ok() {
+    if pipeline
+        .ingest(vec![Frame::auto("file", None, line)])
+        .await
+        .is_ok()
+    {
         t.pos.offset += len;
     }
 }

@@ -45,10 +45,16 @@ fn search_json(data: &Path, q: &str) -> Vec<Value> {
     let out = canh()
         .arg("--data-dir")
         .arg(data)
-        .args(["search", q, "--from", "now-2d", "--limit", "100000", "--format", "json"])
+        .args([
+            "search", q, "--from", "now-2d", "--limit", "100000", "--format", "json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -83,13 +89,15 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
     // Let some batches be acknowledged, then kill without warning.
     let mut acked = Vec::new();
     while acked.len() < 30 {
-        acked.push(rx.recv_timeout(Duration::from_secs(60)).expect("batches are acknowledged"));
+        acked.push(
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("batches are acknowledged"),
+        );
     }
     unsafe_kill(&mut server.child);
     writer.join().unwrap();
     acked.extend(rx.try_iter());
-    let data2 = data.clone();
-    let hits = search_json(&data2, "labels.batch:*");
+    let hits = search_json(&data, "labels.batch:*");
     let mut per_item: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for h in &hits {
         let b = h["labels.batch"].as_u64().unwrap();
@@ -98,17 +106,27 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
     }
     for b in &acked {
         for i in 0..200 {
-            assert_eq!(per_item.get(&(*b, i)), Some(&1), "acknowledged event {b}/{i} lost or duplicated");
+            assert_eq!(
+                per_item.get(&(*b, i)),
+                Some(&1),
+                "acknowledged event {b}/{i} lost or duplicated"
+            );
         }
     }
-    assert!(per_item.values().all(|n| *n == 1), "no event is stored twice");
+    assert!(
+        per_item.values().all(|n| *n == 1),
+        "no event is stored twice"
+    );
     // Batches in flight at the kill are all-or-nothing per WAL record, never partial twice.
     assert!(hits.len() >= acked.len() * 200);
 }
 
 /// SIGKILL: the process gets no chance to flush.
 fn unsafe_kill(child: &mut Child) {
-    let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let _ = child.wait();
 }
@@ -120,13 +138,35 @@ fn ingest_files_then_search_events_and_dead_letters() {
     let log = dir.path().join("access.log");
     let now = chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000");
     let mut f = std::fs::File::create(&log).unwrap();
-    writeln!(f, "203.0.113.7 - - [{now}] \"GET /admin.php HTTP/1.1\" 404 12 \"-\" \"curl/8.0\"").unwrap();
-    writeln!(f, "198.51.100.2 - alice [{now}] \"POST /login HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\"").unwrap();
-    f.write_all(b"\xff\xfe this line is not a web log at all\n").unwrap();
+    writeln!(
+        f,
+        "203.0.113.7 - - [{now}] \"GET /admin.php HTTP/1.1\" 404 12 \"-\" \"curl/8.0\""
+    )
+    .unwrap();
+    writeln!(
+        f,
+        "198.51.100.2 - alice [{now}] \"POST /login HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\""
+    )
+    .unwrap();
+    f.write_all(b"\xff\xfe this line is not a web log at all\n")
+        .unwrap();
     drop(f);
-    let out = canh().arg("--data-dir").arg(&data).args(["ingest", "--format", "nginx"]).arg(&log).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let hits = search_json(&data, "url.path:\"/admin.php\" AND http.response.status_code:404");
+    let out = canh()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ingest", "--format", "nginx"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits = search_json(
+        &data,
+        "url.path:\"/admin.php\" AND http.response.status_code:404",
+    );
     assert_eq!(hits.len(), 1, "{hits:#?}");
     assert_eq!(hits[0]["source.ip"], "203.0.113.7");
     let all = search_json(&data, "event.module:nginx");
@@ -134,23 +174,54 @@ fn ingest_files_then_search_events_and_dead_letters() {
     let out = canh()
         .arg("--data-dir")
         .arg(&data)
-        .args(["search", "*", "--dead-letter", "--from", "now-1d", "--format", "json"])
+        .args([
+            "search",
+            "*",
+            "--dead-letter",
+            "--from",
+            "now-1d",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
-    let dead: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let dead: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert!(dead[0]["event.original"].as_str().unwrap().contains("not a web log"));
+    assert!(
+        dead[0]["event.original"]
+            .as_str()
+            .unwrap()
+            .contains("not a web log")
+    );
     // CSV output has a header and one row per event.
     let out = canh()
         .arg("--data-dir")
         .arg(&data)
-        .args(["search", "event.module:nginx", "--format", "csv", "--fields", "source.ip,http.request.method"])
+        .args([
+            "search",
+            "event.module:nginx",
+            "--format",
+            "csv",
+            "--fields",
+            "source.ip,http.request.method",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort_unstable();
-    assert_eq!(lines, vec!["198.51.100.2,POST", "203.0.113.7,GET", "source.ip,http.request.method"]);
+    assert_eq!(
+        lines,
+        vec![
+            "198.51.100.2,POST",
+            "203.0.113.7,GET",
+            "source.ip,http.request.method"
+        ]
+    );
 }
 
 #[test]
@@ -166,7 +237,12 @@ fn search_goes_through_the_running_server() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["host.name"], "h1");
     // A second writer on the same data directory is refused.
-    let out = canh().arg("--data-dir").arg(&data).args(["server", "--http", "127.0.0.1:0"]).output().unwrap();
+    let out = canh()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["server", "--http", "127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("used by another Canh process"));
     server.child.kill().unwrap();
@@ -180,13 +256,30 @@ fn config_defaults_check_and_env_overrides() {
     assert!(out.status.success());
     let file = dir.path().join("canh.toml");
     std::fs::write(&file, &out.stdout).unwrap();
-    let ok = canh().args(["config", "check"]).arg(&file).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let bad = canh().args(["config", "check"]).arg(&file).env("CANH_STORE__RETENTION_DAYS", "0").output().unwrap();
+    let ok = canh()
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = canh()
+        .args(["config", "check"])
+        .arg(&file)
+        .env("CANH_STORE__RETENTION_DAYS", "0")
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("retention_days"));
     std::fs::write(&file, "[server]\nhttp = \"127.0.0.1:1\"\nsyslogg = \"x\"\n").unwrap();
-    let bad = canh().args(["config", "check"]).arg(&file).output().unwrap();
+    let bad = canh()
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("syslogg"));
 }

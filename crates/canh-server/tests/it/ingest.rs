@@ -42,19 +42,32 @@ pub(crate) async fn search(node: &Node, q: &str) -> Vec<Value> {
     let q = q.to_owned();
     let body = tokio::task::spawn_blocking(move || {
         let out = Command::new("curl")
-            .args(["-s", "-G", &url, "--data-urlencode", &format!("q={q}"), "--data-urlencode", "from=now-2d", "--data-urlencode", "limit=10000"])
+            .args([
+                "-s",
+                "-G",
+                &url,
+                "--data-urlencode",
+                &format!("q={q}"),
+                "--data-urlencode",
+                "from=now-2d",
+                "--data-urlencode",
+                "limit=10000",
+            ])
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
     })
     .await
     .unwrap();
-    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad search answer {body:?}: {e}"));
+    let v: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad search answer {body:?}: {e}"));
     v["hits"].as_array().cloned().unwrap_or_default()
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -73,7 +86,12 @@ fn python(script: &str, args: &[String]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -89,9 +107,27 @@ async fn logger_over_udp_tcp_and_octet_counting_is_searchable() {
     let t = start_node(|_| {}).await;
     let port = t.node.syslog.unwrap().port().to_string();
     let base = ["--server", "127.0.0.1", "--port", port.as_str()];
-    run(Command::new("logger").args(base).args(["--udp", "--rfc5424", "-t", "canhudp", "udp5424 marker-u1"]));
-    run(Command::new("logger").args(base).args(["--udp", "--rfc3164", "-t", "canhbsd", "udp3164 marker-u2"]));
-    run(Command::new("logger").args(base).args(["--tcp", "--rfc5424", "-t", "canhtcp", "tcp5424 marker-t1"]));
+    run(Command::new("logger").args(base).args([
+        "--udp",
+        "--rfc5424",
+        "-t",
+        "canhudp",
+        "udp5424 marker-u1",
+    ]));
+    run(Command::new("logger").args(base).args([
+        "--udp",
+        "--rfc3164",
+        "-t",
+        "canhbsd",
+        "udp3164 marker-u2",
+    ]));
+    run(Command::new("logger").args(base).args([
+        "--tcp",
+        "--rfc5424",
+        "-t",
+        "canhtcp",
+        "tcp5424 marker-t1",
+    ]));
     run(Command::new("logger").args(base).args([
         "--tcp",
         "--octet-count",
@@ -104,9 +140,18 @@ async fn logger_over_udp_tcp_and_octet_counting_is_searchable() {
         "canhoct",
         "octet marker-t2",
     ]));
-    let hits = wait_hits(&t.node, "marker-u1 OR marker-u2 OR marker-t1 OR marker-t2", 4).await;
+    let hits = wait_hits(
+        &t.node,
+        "marker-u1 OR marker-u2 OR marker-t1 OR marker-t2",
+        4,
+    )
+    .await;
     assert_eq!(hits.len(), 4, "{hits:#?}");
-    let by_app = |app: &str| hits.iter().find(|h| h["log.syslog.appname"] == app || h["process.name"] == app).cloned();
+    let by_app = |app: &str| {
+        hits.iter()
+            .find(|h| h["log.syslog.appname"] == app || h["process.name"] == app)
+            .cloned()
+    };
     let oct = by_app("canhoct").expect("octet-counted message");
     assert_eq!(oct["organization.id"], "so-tt", "{oct:#?}");
     assert_eq!(oct["canh.source.id"], "syslog_tcp");
@@ -136,14 +181,26 @@ async fn syslog_over_tls_is_received() {
     let msg = "<34>1 2026-11-27T10:00:00Z tlshost tlsapp 1 - - tls marker-tls1";
     let framed = format!("{} {msg}", msg.len());
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-quiet", "-no_ign_eof", "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-quiet",
+            "-no_ign_eof",
+            "-CAfile",
+        ])
         .arg(&cert_path)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn();
     let mut child = out.expect("openssl");
-    child.stdin.take().unwrap().write_all(framed.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(framed.as_bytes())
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());
     let hits = wait_hits(&t.node, "marker-tls1", 1).await;
@@ -170,7 +227,9 @@ print(json.dumps({"ok": ok, "errors": errors}))
 async fn elasticsearch_python_client_bulk_helper_is_accepted() {
     let t = start_node(|_| {}).await;
     let url = format!("http://{}", t.node.http);
-    let out = tokio::task::spawn_blocking(move || python(ES_BULK, &[url])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || python(ES_BULK, &[url]))
+        .await
+        .unwrap();
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], 500, "{v}");
     let errors = v["errors"].as_array().unwrap();
@@ -179,22 +238,45 @@ async fn elasticsearch_python_client_bulk_helper_is_accepted() {
     // Acknowledged means durable and searchable at once.
     let hits = search(&t.node, "marker-es").await;
     assert_eq!(hits.len(), 500);
-    assert!(hits.iter().all(|h| h["host.name"] == "es-host" && h["canh.source.id"] == "http_bulk"));
+    assert!(
+        hits.iter()
+            .all(|h| h["host.name"] == "es-host" && h["canh.source.id"] == "http_bulk")
+    );
     let dead = dead_letters(&t.node).await;
-    assert!(dead.iter().any(|d| d["source"] == "http_bulk" && d["raw"].as_str().unwrap().contains("bad doc")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .any(|d| d["source"] == "http_bulk" && d["raw"].as_str().unwrap().contains("bad doc")),
+        "{dead:?}"
+    );
     t.node.shutdown().await.unwrap();
 }
 
 pub(crate) async fn dead_letters(node: &Node) -> Vec<Value> {
-    let url = format!("http://{}/api/v1/deadletters?from=now-1d&limit=1000", node.http);
-    let body = tokio::task::spawn_blocking(move || run(Command::new("curl").args(["-s", &url]))).await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/deadletters?from=now-1d&limit=1000",
+        node.http
+    );
+    let body = tokio::task::spawn_blocking(move || run(Command::new("curl").args(["-s", &url])))
+        .await
+        .unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     v["dead_letters"].as_array().cloned().unwrap_or_default()
 }
 
 fn curl_post(url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     let mut child = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", &format!("Content-Type: {content_type}"), "--data-binary", "@-", url])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            "@-",
+            url,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -216,26 +298,44 @@ async fn ndjson_keeps_good_lines_and_dead_letters_bad_ones() {
     body.extend_from_slice(format!("{{\"message\":\"{}\"}}\n", "x".repeat(5000)).as_bytes());
     body.extend_from_slice(b"<13>1 2026-11-27T10:00:00Z h app - - - nd marker-nd3\n");
     let url = format!("http://{}/api/v1/ingest/ndjson", t.node.http);
-    let (code, answer) = tokio::task::spawn_blocking(move || curl_post(&url, "application/x-ndjson", &body)).await.unwrap();
+    let (code, answer) =
+        tokio::task::spawn_blocking(move || curl_post(&url, "application/x-ndjson", &body))
+            .await
+            .unwrap();
     assert_eq!(code, 200, "{answer}");
     let v: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(v["accepted"], 3, "{v}");
     assert_eq!(v["rejected"], 2, "{v}");
-    let lines: Vec<u64> = v["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![2, 4]);
     let hits = search(&t.node, "marker-nd1 OR marker-nd2 OR marker-nd3").await;
     assert_eq!(hits.len(), 3, "{hits:#?}");
     let dead = dead_letters(&t.node).await;
     assert_eq!(dead.len(), 2, "{dead:#?}");
-    assert!(dead.iter().any(|d| d["reason"].as_str().unwrap().contains("exceeds")), "{dead:#?}");
+    assert!(
+        dead.iter()
+            .any(|d| d["reason"].as_str().unwrap().contains("exceeds")),
+        "{dead:#?}"
+    );
     let metrics = tokio::task::spawn_blocking({
         let url = format!("http://{}/metrics", t.node.http);
         move || run(Command::new("curl").args(["-s", &url]))
     })
     .await
     .unwrap();
-    assert!(metrics.contains("canh_ingest_dead_letters_total{source=\"http_ndjson\"} 2"), "{metrics}");
-    assert!(metrics.contains("canh_ingest_last_seen_seconds{source=\"http_ndjson\"}"), "{metrics}");
+    assert!(
+        metrics.contains("canh_ingest_dead_letters_total{source=\"http_ndjson\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("canh_ingest_last_seen_seconds{source=\"http_ndjson\"}"),
+        "{metrics}"
+    );
     t.node.shutdown().await.unwrap();
 }
 
@@ -259,12 +359,23 @@ async fn gelf_udp_chunked_zlib_and_tcp_from_pygelf() {
         cfg.server.gelf_tcp = Some(any);
     })
     .await;
-    let args = vec![t.node.gelf_udp.unwrap().port().to_string(), t.node.gelf_tcp.unwrap().port().to_string()];
-    tokio::task::spawn_blocking(move || python(GELF, &args)).await.unwrap();
+    let args = vec![
+        t.node.gelf_udp.unwrap().port().to_string(),
+        t.node.gelf_tcp.unwrap().port().to_string(),
+    ];
+    tokio::task::spawn_blocking(move || python(GELF, &args))
+        .await
+        .unwrap();
     let hits = wait_hits(&t.node, "marker-g1", 2).await;
-    let sources: std::collections::BTreeSet<String> =
-        hits.iter().map(|h| h["canh.source.id"].as_str().unwrap_or("").to_owned()).collect();
-    assert_eq!(sources, ["gelf_tcp".to_owned(), "gelf_udp".to_owned()].into(), "{hits:#?}");
+    let sources: std::collections::BTreeSet<String> = hits
+        .iter()
+        .map(|h| h["canh.source.id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        sources,
+        ["gelf_tcp".to_owned(), "gelf_udp".to_owned()].into(),
+        "{hits:#?}"
+    );
     t.node.shutdown().await.unwrap();
 }
 
@@ -273,16 +384,27 @@ async fn splunk_hec_and_otlp_json_are_accepted() {
     let t = start_node(|_| {}).await;
     let hec = format!("http://{}/services/collector/event", t.node.http);
     let now = chrono::Utc::now().timestamp();
-    let body = format!(r#"{{"time": {now}, "host": "hec-host", "sourcetype": "linux_secure", "event": "hec marker-h1"}}{{"event": {{"message": "hec marker-h2"}}}}"#);
-    let (code, answer) = tokio::task::spawn_blocking(move || curl_post(&hec, "application/json", body.as_bytes())).await.unwrap();
+    let body = format!(
+        r#"{{"time": {now}, "host": "hec-host", "sourcetype": "linux_secure", "event": "hec marker-h1"}}{{"event": {{"message": "hec marker-h2"}}}}"#
+    );
+    let (code, answer) =
+        tokio::task::spawn_blocking(move || curl_post(&hec, "application/json", body.as_bytes()))
+            .await
+            .unwrap();
     assert_eq!(code, 200, "{answer}");
-    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap(), json!({"text": "Success", "code": 0}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!({"text": "Success", "code": 0})
+    );
     let otlp = format!("http://{}/v1/logs", t.node.http);
     let body = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otel-svc"}}]},
         "scopeLogs": [{"logRecords": [{"timeUnixNano": format!("{}000000000", now), "severityText": "WARN",
         "body": {"stringValue": "otlp marker-o1"}}]}]}]})
     .to_string();
-    let (code, answer) = tokio::task::spawn_blocking(move || curl_post(&otlp, "application/json", body.as_bytes())).await.unwrap();
+    let (code, answer) =
+        tokio::task::spawn_blocking(move || curl_post(&otlp, "application/json", body.as_bytes()))
+            .await
+            .unwrap();
     assert_eq!(code, 200, "{answer}");
     let hits = search(&t.node, "marker-h1 OR marker-h2 OR marker-o1").await;
     assert_eq!(hits.len(), 3, "{hits:#?}");
@@ -308,7 +430,9 @@ provider.shutdown()
 async fn opentelemetry_sdk_exports_protobuf_logs() {
     let t = start_node(|_| {}).await;
     let url = format!("http://{}/v1/logs", t.node.http);
-    tokio::task::spawn_blocking(move || python(OTEL, &[url])).await.unwrap();
+    tokio::task::spawn_blocking(move || python(OTEL, &[url]))
+        .await
+        .unwrap();
     let hits = wait_hits(&t.node, "marker-op1", 1).await;
     assert_eq!(hits.len(), 1, "{hits:#?}");
     let h = &hits[0];

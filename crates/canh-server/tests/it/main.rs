@@ -1,7 +1,9 @@
 //! End-to-end tests of the server through real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
+
 mod agents;
-mod ingest;
 mod detect;
-mod tail;
+mod ingest;
 mod rsyslog;
+mod tail;

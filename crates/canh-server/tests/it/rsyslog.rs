@@ -43,7 +43,10 @@ input(type="imfile" File="{input}" Tag="rsyslogtest" Severity="notice" Facility=
 fn write_lines(dir: &std::path::Path, marker: &str, n: usize) {
     // rsyslog's imfile starts at the end of the file it first sees, so append after it runs.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("input.log")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("input.log"))
+        .unwrap();
     for i in 0..n {
         writeln!(f, "forwarded line {i} {marker}").unwrap();
     }
@@ -59,17 +62,24 @@ async fn rsyslog_forwards_over_tcp_with_octet_counting() {
     );
     let _r = rsyslog(dir.path(), &fwd, "");
     let d = dir.path().to_owned();
-    tokio::task::spawn_blocking(move || write_lines(&d, "marker-rs1", 50)).await.unwrap();
+    tokio::task::spawn_blocking(move || write_lines(&d, "marker-rs1", 50))
+        .await
+        .unwrap();
     let hits = wait_hits(&t.node, "marker-rs1", 50).await;
     assert_eq!(hits.len(), 50);
-    assert!(hits.iter().all(|h| h["log.syslog.appname"] == "rsyslogtest" && h["canh.source.id"] == "syslog_tcp"));
+    assert!(
+        hits.iter().all(
+            |h| h["log.syslog.appname"] == "rsyslogtest" && h["canh.source.id"] == "syslog_tcp"
+        )
+    );
     t.node.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsyslog_forwards_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -82,13 +92,18 @@ async fn rsyslog_forwards_over_tls() {
     })
     .await;
     let port = t.node.syslog_tls.unwrap().port();
-    let global = format!(r#"DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{}""#, cert.display());
+    let global = format!(
+        r#"DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{}""#,
+        cert.display()
+    );
     let fwd = format!(
         r#"action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid" template="RSYSLOG_SyslogProtocol23Format")"#
     );
     let _r = rsyslog(dir.path(), &fwd, &global);
     let d = dir.path().to_owned();
-    tokio::task::spawn_blocking(move || write_lines(&d, "marker-rs2", 20)).await.unwrap();
+    tokio::task::spawn_blocking(move || write_lines(&d, "marker-rs2", 20))
+        .await
+        .unwrap();
     let hits = wait_hits(&t.node, "marker-rs2", 20).await;
     assert_eq!(hits.len(), 20);
     assert!(hits.iter().all(|h| h["canh.source.id"] == "syslog_tls"));

@@ -21,9 +21,17 @@ async fn node_on(data: &Path, log: &Path) -> Node {
 }
 
 fn append(path: &Path, lines: std::ops::Range<u32>) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for i in lines {
-        writeln!(f, "<13>1 2026-11-27T10:00:00Z host app - - - tail line={i} marker-tail").unwrap();
+        writeln!(
+            f,
+            "<13>1 2026-11-27T10:00:00Z host app - - - tail line={i} marker-tail"
+        )
+        .unwrap();
     }
 }
 
