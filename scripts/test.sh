@@ -40,10 +40,9 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "doc tests"
+cargo test --workspace --doc --quiet
+
+# Last, so that the closing lines are the summary of the whole test run.
 step "tests"
 cargo nextest run --workspace --no-fail-fast --failure-output final
-
-step "doc tests"
-cargo test --workspace --doc
-
-step "done"
