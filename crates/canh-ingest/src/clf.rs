@@ -4,7 +4,48 @@
 use canh_core::{Event, fields as f};
 use chrono::{DateTime, Utc};
 
-use crate::norm;
+use crate::norm::{self, ocsf};
+use crate::parsers::{Confidence, ParseCtx, ParseError};
+
+/// A web server's own error-log line: tells it apart, and parses it into the event.
+pub(crate) struct ErrorLog {
+    /// Whether a raw record is in the server's error-log shape.
+    pub(crate) looks_like: fn(&[u8]) -> bool,
+    /// Fills the event from an error-log line.
+    pub(crate) parse: fn(&str, &mut Event, &ParseCtx) -> Result<(), &'static str>,
+}
+
+/// Probe shared by web servers: their error-log shape, else the access-log format.
+pub(crate) fn probe_web(raw: &[u8], errors: &ErrorLog) -> Confidence {
+    if (errors.looks_like)(raw) {
+        Confidence::High
+    } else if looks_like_access(raw) {
+        Confidence::Medium
+    } else {
+        Confidence::No
+    }
+}
+
+/// Parse shared by web servers: an error-log line (`<id>.error`) or an access-log line
+/// (`<id>.access`).
+pub(crate) fn parse_web(
+    raw: &[u8],
+    cx: &ParseCtx,
+    id: &'static str,
+    errors: &ErrorLog,
+) -> Result<Event, ParseError> {
+    let text = norm::decode(raw);
+    let mut ev = norm::new_event(cx.received(), &text, cx);
+    if (errors.looks_like)(text.s.as_bytes()) {
+        (errors.parse)(&text.s, &mut ev, cx).map_err(|r| ParseError::invalid(id, r))?;
+        norm::tag(&mut ev, id, &format!("{id}.error"), ocsf::HTTP_ACTIVITY);
+    } else {
+        let (t, _) = access(&text.s, &mut ev).map_err(|r| ParseError::invalid(id, r))?;
+        ev.timestamp = t;
+        norm::tag(&mut ev, id, &format!("{id}.access"), ocsf::HTTP_ACTIVITY);
+    }
+    Ok(ev)
+}
 
 /// A cursor over one line.
 struct Cursor<'a> {

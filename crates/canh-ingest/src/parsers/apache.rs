@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 
 use super::{Confidence, LogParser, ParseCtx, ParseError};
 use crate::clf;
-use crate::norm::{self, ocsf};
+use crate::norm;
 
 /// Parser for Apache httpd access and error logs.
 pub struct ApacheParser;
@@ -83,6 +83,12 @@ fn error_line(s: &str, ev: &mut Event, cx: &ParseCtx) -> Result<(), &'static str
     Ok(())
 }
 
+/// The error-log shape of this server.
+const ERRORS: clf::ErrorLog = clf::ErrorLog {
+    looks_like: looks_like_error,
+    parse: error_line,
+};
+
 impl LogParser for ApacheParser {
     fn id(&self) -> &'static str {
         ID
@@ -93,27 +99,11 @@ impl LogParser for ApacheParser {
     }
 
     fn probe(&self, raw: &[u8]) -> Confidence {
-        if looks_like_error(raw) {
-            Confidence::High
-        } else if clf::looks_like_access(raw) {
-            Confidence::Medium
-        } else {
-            Confidence::No
-        }
+        clf::probe_web(raw, &ERRORS)
     }
 
     fn parse(&self, raw: &[u8], cx: &ParseCtx) -> Result<Event, ParseError> {
-        let text = norm::decode(raw);
-        let mut ev = norm::new_event(cx.received(), &text, cx);
-        if looks_like_error(text.s.as_bytes()) {
-            error_line(&text.s, &mut ev, cx).map_err(|r| ParseError::invalid(ID, r))?;
-            norm::tag(&mut ev, ID, "apache.error", ocsf::HTTP_ACTIVITY);
-        } else {
-            let (t, _) = clf::access(&text.s, &mut ev).map_err(|r| ParseError::invalid(ID, r))?;
-            ev.timestamp = t;
-            norm::tag(&mut ev, ID, "apache.access", ocsf::HTTP_ACTIVITY);
-        }
-        Ok(ev)
+        clf::parse_web(raw, cx, ID, &ERRORS)
     }
 }
 

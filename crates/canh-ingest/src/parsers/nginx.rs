@@ -4,7 +4,7 @@
 use canh_core::{Event, fields as f};
 
 use super::{Confidence, LogParser, ParseCtx, ParseError};
-use crate::norm::{self, ocsf};
+use crate::norm;
 use crate::{clf, timefmt};
 
 /// Parser for nginx access and error logs.
@@ -69,6 +69,12 @@ fn error_line(s: &str, ev: &mut Event, cx: &ParseCtx) -> Result<(), &'static str
     Ok(())
 }
 
+/// The error-log shape of this server.
+const ERRORS: clf::ErrorLog = clf::ErrorLog {
+    looks_like: looks_like_error,
+    parse: error_line,
+};
+
 impl LogParser for NginxParser {
     fn id(&self) -> &'static str {
         ID
@@ -79,27 +85,11 @@ impl LogParser for NginxParser {
     }
 
     fn probe(&self, raw: &[u8]) -> Confidence {
-        if looks_like_error(raw) {
-            Confidence::High
-        } else if clf::looks_like_access(raw) {
-            Confidence::Medium
-        } else {
-            Confidence::No
-        }
+        clf::probe_web(raw, &ERRORS)
     }
 
     fn parse(&self, raw: &[u8], cx: &ParseCtx) -> Result<Event, ParseError> {
-        let text = norm::decode(raw);
-        let mut ev = norm::new_event(cx.received(), &text, cx);
-        if looks_like_error(text.s.as_bytes()) {
-            error_line(&text.s, &mut ev, cx).map_err(|r| ParseError::invalid(ID, r))?;
-            norm::tag(&mut ev, ID, "nginx.error", ocsf::HTTP_ACTIVITY);
-        } else {
-            let (t, _) = clf::access(&text.s, &mut ev).map_err(|r| ParseError::invalid(ID, r))?;
-            ev.timestamp = t;
-            norm::tag(&mut ev, ID, "nginx.access", ocsf::HTTP_ACTIVITY);
-        }
-        Ok(ev)
+        clf::parse_web(raw, cx, ID, &ERRORS)
     }
 }
 
