@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -46,6 +46,26 @@ pub async fn syslog_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, batch_max: usi
     }
 }
 
+/// Accepts connections on `listener` and runs `handle` for each in its own task.
+async fn accept_loop<F, Fut>(listener: TcpListener, source: &'static str, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, source, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let span = info_span!("connection", source, peer = %peer);
+        tokio::spawn(handle(stream, peer).instrument(span));
+    }
+}
+
 /// Accepts syslog TCP connections (LF framing or RFC 6587 octet counting, per frame).
 pub async fn syslog_tcp(
     listener: TcpListener,
@@ -53,25 +73,12 @@ pub async fn syslog_tcp(
     max_len: usize,
     batch_max: usize,
 ) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "syslog tcp accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    accept_loop(listener, "syslog_tcp", |stream, peer| {
         let p = Arc::clone(&pipeline);
-        let span = info_span!("syslog_tcp", peer = %peer);
-        tokio::spawn(
-            async move {
-                let framer = OctetCounting::new(max_len);
-                read_stream(stream, peer, "syslog_tcp", framer, p, batch_max).await;
-            }
-            .instrument(span),
-        );
-    }
+        let framer = OctetCounting::new(max_len);
+        read_stream(stream, peer, "syslog_tcp", framer, p, batch_max)
+    })
+    .await;
 }
 
 /// Accepts syslog over TLS (RFC 5425: octet counting; LF framing also read).
@@ -82,38 +89,24 @@ pub async fn syslog_tls(
     max_len: usize,
     batch_max: usize,
 ) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "syslog tls accept failed");
-                continue;
-            }
-        };
+    accept_loop(listener, "syslog_tls", |stream, peer| {
         let acceptor = acceptor.clone();
         let p = Arc::clone(&pipeline);
-        let span = info_span!("syslog_tls", peer = %peer);
-        tokio::spawn(
-            async move {
-                match acceptor.accept(stream).await {
-                    Ok(tls) => {
-                        let framer = OctetCounting::new(max_len);
-                        read_stream(tls, peer, "syslog_tls", framer, p, batch_max).await;
-                    }
-                    Err(e) => {
-                        debug!(error = %e, "tls handshake failed");
-                        p.dead_letter(
-                            "syslog_tls",
-                            Some(peer),
-                            &format!("tls handshake failed: {e}"),
-                            Vec::new(),
-                        );
-                    }
+        async move {
+            match acceptor.accept(stream).await {
+                Ok(tls) => {
+                    let framer = OctetCounting::new(max_len);
+                    read_stream(tls, peer, "syslog_tls", framer, p, batch_max).await;
+                }
+                Err(e) => {
+                    debug!(error = %e, "tls handshake failed");
+                    let reason = format!("tls handshake failed: {e}");
+                    p.dead_letter("syslog_tls", Some(peer), &reason, Vec::new());
                 }
             }
-            .instrument(span),
-        );
-    }
+        }
+    })
+    .await;
 }
 
 /// Accepts GELF over TCP (NUL-delimited JSON, optionally newline-delimited).
@@ -123,22 +116,14 @@ pub async fn gelf_tcp(
     max_len: usize,
     batch_max: usize,
 ) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "gelf tcp accept failed");
-                continue;
-            }
-        };
+    accept_loop(listener, "gelf_tcp", |stream, peer| {
         let p = Arc::clone(&pipeline);
-        tokio::spawn(async move {
-            let framer = NulFramer {
-                lines: Lines::new(max_len),
-            };
-            read_stream(stream, peer, "gelf_tcp", framer, p, batch_max).await;
-        });
-    }
+        let framer = NulFramer {
+            lines: Lines::new(max_len),
+        };
+        read_stream(stream, peer, "gelf_tcp", framer, p, batch_max)
+    })
+    .await;
 }
 
 /// Receives GELF datagrams: chunked or not, plain, zlib or gzip.
