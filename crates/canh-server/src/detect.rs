@@ -290,8 +290,8 @@ fn state_loss_alert(reason: &str) -> Event {
 fn to_new_alert(a: &Event) -> canh_soar::NewAlert {
     let severity = a
         .get_str("canh.alert.severity")
-        .and_then(|s| canh_soar::Severity::parse(s).ok())
-        .unwrap_or(canh_soar::Severity::Low);
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Severity::Low);
     canh_soar::NewAlert {
         rule_id: a.get_str("rule.id").unwrap_or("").to_owned(),
         rule_title: a.get_str("rule.name").unwrap_or("").to_owned(),

@@ -187,7 +187,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Alert> {
         rule_id: r.try_get("rule_id")?,
         rule_title: r.try_get("rule_title")?,
         rule_level: r.try_get("rule_level")?,
-        severity: Severity::parse(&r.try_get::<String, _>("severity")?)?,
+        severity: crate::incident::parse_severity(&r.try_get::<String, _>("severity")?)?,
         agency_id: r.try_get("agency_id")?,
         host: r.try_get("host")?,
         event: serde_json::from_str(&event).unwrap_or(serde_json::Value::Null),

@@ -11,41 +11,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-/// The four severities of the provincial regulation (definitions live in the profile).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Thấp.
-    Low,
-    /// Trung bình.
-    Medium,
-    /// Cao.
-    High,
-    /// Khẩn cấp.
-    Emergency,
-}
+/// The four severities of the regulation (definitions live in the profile).
+pub use canh_core::Severity;
 
-impl Severity {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Emergency => "emergency",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "low" => Self::Low,
-            "medium" => Self::Medium,
-            "high" => Self::High,
-            "emergency" => Self::Emergency,
-            other => return Err(SoarError::Invalid(format!("unknown severity {other:?}"))),
-        })
-    }
+/// Reads a stored severity name.
+pub(crate) fn parse_severity(s: &str) -> Result<Severity> {
+    s.parse()
+        .map_err(|e: canh_core::severity::SeverityError| SoarError::Invalid(e.to_string()))
 }
 
 /// The seven steps (QĐ 33 mapped onto TT20 Đ11).
@@ -368,7 +340,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Incident> {
         id: r.try_get("id")?,
         title: r.try_get("title")?,
         description: r.try_get("description")?,
-        severity: Severity::parse(&r.try_get::<String, _>("severity")?)?,
+        severity: parse_severity(&r.try_get::<String, _>("severity")?)?,
         agency_id: r.try_get("agency_id")?,
         agency_name: r.try_get("agency_name")?,
         step: Step::parse(&r.try_get::<String, _>("step")?)?,
