@@ -403,18 +403,7 @@ async fn ndjson(
         Ok(b) => b,
         Err(reason) => return api_error(StatusCode::BAD_REQUEST, "bad_encoding", &reason),
     };
-    let frames: Vec<Frame> = body
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|l| Frame {
-            source: "http_ndjson",
-            peer: Some(peer),
-            bytes: Ok(l.to_vec()),
-            parser,
-            many: false,
-        })
-        .collect();
+    let frames = line_frames(&body, "http_ndjson", peer, parser);
     match st.pipeline.ingest(frames).await {
         Ok(outcomes) => {
             let mut accepted = 0usize;
@@ -531,15 +520,31 @@ async fn hec_raw(
     let Ok(body) = decode_body(&headers, &body, st.config.server.max_body_bytes) else {
         return hec_reply(StatusCode::BAD_REQUEST, 6, "Invalid data format");
     };
-    let frames: Vec<Frame> = body
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|l| Frame::auto("splunk_hec_raw", Some(peer), l.to_vec()))
-        .collect();
+    let frames = line_frames(&body, "splunk_hec_raw", peer, None);
     match st.pipeline.ingest(frames).await {
         Ok(_) => hec_reply(StatusCode::OK, 0, "Success"),
         Err(e) => store_unavailable(&e),
     }
+}
+
+/// One frame per non-blank line (CRLF or LF), for line-oriented bodies.
+fn line_frames(
+    body: &[u8],
+    source: &'static str,
+    peer: SocketAddr,
+    parser: Option<&'static dyn canh_ingest::LogParser>,
+) -> Vec<Frame> {
+    body.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|l| Frame {
+            source,
+            peer: Some(peer),
+            bytes: Ok(l.to_vec()),
+            parser,
+            many: false,
+        })
+        .collect()
 }
 
 async fn hec_health() -> Response {
