@@ -17,7 +17,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 run_canh() {
   local dir=$work/canh-$1 port=$((20000 + RANDOM % 20000)) http=$((40000 + RANDOM % 20000))
-  CANH_LOG=warn "$canh" --data-dir "$dir" server --http 127.0.0.1:$http --syslog 127.0.0.1:$port >/dev/null 2>&1 &
+  CANH_LOG=warn CANH_SERVER__HTTP_TLS=false "$canh" --data-dir "$dir" server --http 127.0.0.1:$http --syslog 127.0.0.1:$port >/dev/null 2>&1 &
   local pid=$!
   until curl -sf "http://127.0.0.1:$http/health" >/dev/null; do sleep 0.1; done
   local t0; t0=$(now_ms)

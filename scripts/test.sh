@@ -12,7 +12,8 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 need_apt=()
 for pair in logger:bsdutils curl:curl openssl:openssl python3:python3 pip3:python3-pip \
-            ip:iproute2 nft:nftables unshare:util-linux rsyslogd:rsyslog; do
+            ip:iproute2 nft:nftables unshare:util-linux rsyslogd:rsyslog \
+            chromium:chromium node:nodejs npm:npm dpkg-deb:dpkg; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -25,10 +26,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}"
 fi
 
-if ! python3 -c 'import elasticsearch, pygelf, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+if ! python3 -c 'import elasticsearch, pygelf, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, aiosmtpd' 2>/dev/null; then
   step "pip install test clients"
   python3 -m pip install -q --disable-pip-version-check \
-    "elasticsearch>=8,<9" pygelf opentelemetry-sdk opentelemetry-exporter-otlp-proto-http 2>&1 \
+    "elasticsearch>=8,<9" pygelf opentelemetry-sdk opentelemetry-exporter-otlp-proto-http \
+    "aiosmtpd==1.4.6" 2>&1 \
     | grep -v 'Running pip as the' || true
 fi
 
@@ -43,6 +45,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "doc tests"
 cargo test --workspace --doc --quiet
 
+step "browser tests (web console, Chromium)"
+browser=0
+e2e/run.sh || browser=$?
+
 # Last, so that the closing lines are the summary of the whole test run.
 step "tests"
-cargo nextest run --workspace --no-fail-fast --failure-output final
+tests=0
+cargo nextest run --workspace --no-fail-fast --failure-output final || tests=$?
+if [ "$browser" -ne 0 ]; then
+  echo "browser tests FAILED (exit $browser): see the output of the browser step above" >&2
+fi
+[ "$browser" -eq 0 ] && [ "$tests" -eq 0 ]

@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     /// Sensors.
     pub sensors: SensorsConfig,
+    /// Inventory and configuration checks.
+    pub inventory: InventoryConfig,
 }
 
 impl Default for AgentConfig {
@@ -30,6 +32,7 @@ impl Default for AgentConfig {
             batch_events: 500,
             spool: SpoolConfig::default(),
             sensors: SensorsConfig::default(),
+            inventory: InventoryConfig::default(),
         }
     }
 }
@@ -46,6 +49,12 @@ pub struct SensorsConfig {
     pub network_poll_secs: u64,
     /// Seconds between scans of `/proc/modules` (0 = off).
     pub modules_poll_secs: u64,
+    /// Logins and logouts (`wtmp`, `btmp`) and sshd/sudo messages.
+    pub logins: bool,
+    /// sshd/sudo messages are read from this file when it exists, else from the journal.
+    pub auth_log: PathBuf,
+    /// USB/block device attach and module loads from kernel uevents.
+    pub devices: bool,
 }
 
 impl Default for SensorsConfig {
@@ -61,6 +70,32 @@ impl Default for SensorsConfig {
             ],
             network_poll_secs: 10,
             modules_poll_secs: 30,
+            logins: true,
+            auth_log: PathBuf::from("/var/log/auth.log"),
+            devices: true,
+        }
+    }
+}
+
+/// Inventory (`[inventory]`): packages, host facts and configuration checks, sent at start
+/// and then periodically.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Seconds between inventories (0 = off).
+    pub interval_secs: u64,
+    /// The dpkg database.
+    pub dpkg_status: PathBuf,
+    /// Configuration-check policy file (TOML); the built-in baseline when absent.
+    pub policy: Option<PathBuf>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 6 * 3600,
+            dpkg_status: PathBuf::from("/var/lib/dpkg/status"),
+            policy: None,
         }
     }
 }

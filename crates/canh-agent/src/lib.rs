@@ -13,6 +13,7 @@ pub mod isolation;
 pub mod pki;
 pub mod quarantine;
 pub mod response;
+pub mod sca;
 pub mod sensors;
 pub mod spool;
 

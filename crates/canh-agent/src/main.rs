@@ -259,6 +259,68 @@ fn start_sensors(
             }
         }));
     }
+    if cfg.sensors.logins {
+        status.sensor_started("login");
+        let (host, emit, stop, auth_log) = (
+            host.to_owned(),
+            emit.clone(),
+            stop.clone(),
+            cfg.sensors.auth_log.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            sensors::logins::run(
+                host,
+                std::path::Path::new("/var/log"),
+                &auth_log,
+                emit,
+                stop,
+            );
+        }));
+    }
+    if cfg.sensors.devices {
+        match sensors::devices::UeventSocket::open() {
+            Ok(sock) => {
+                status.sensor_started("device");
+                let (host, emit, stop) = (host.to_owned(), emit.clone(), stop.clone());
+                threads.push(std::thread::spawn(move || {
+                    if let Err(e) = sensors::devices::run(sock, host, emit, stop) {
+                        error!(error = %e, "device sensor stopped");
+                    }
+                }));
+            }
+            Err(e) => warn!(error = %e, "device sensor unavailable"),
+        }
+    }
+    if cfg.inventory.interval_secs > 0 {
+        let policy = match &cfg.inventory.policy {
+            Some(p) => canh_agent::sca::Policy::load(p),
+            None => canh_agent::sca::Policy::builtin(),
+        };
+        match policy {
+            Ok(policy) => {
+                status.sensor_started("inventory");
+                let every = Duration::from_secs(cfg.inventory.interval_secs);
+                let dpkg = cfg.inventory.dpkg_status.clone();
+                let (host, emit, stop) = (host.to_owned(), emit.clone(), stop.clone());
+                threads.push(std::thread::spawn(move || {
+                    loop {
+                        let mut evs = vec![canh_agent::inventory::host_event(&host)];
+                        match canh_agent::inventory::local_package_inventory(&host, &dpkg) {
+                            Ok(ev) => evs.push(ev),
+                            Err(e) => warn!(error = %e, "package inventory unavailable"),
+                        }
+                        let assessment = policy.evaluate(std::path::Path::new("/"));
+                        evs.push(canh_agent::sca::assessment_event(&host, &assessment));
+                        emit(evs);
+                        if !sleep_unless_stopped(&stop, every) {
+                            break;
+                        }
+                    }
+                }));
+            }
+            Err(e) => error!(error = %e, "configuration-check policy invalid; inventory off"),
+        }
+    }
     if cfg.sensors.modules_poll_secs > 0 {
         status.sensor_started("kernel_module");
         let every = Duration::from_secs(cfg.sensors.modules_poll_secs);

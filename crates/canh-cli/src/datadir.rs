@@ -42,18 +42,30 @@ fn address_file(data_dir: &Path) -> PathBuf {
     data_dir.join("server.addr")
 }
 
-/// Records the HTTP address of the server running on this data directory.
+/// Records the HTTP address (and scheme) of the server running on this data directory.
 pub(crate) fn write_server_address(
     data_dir: &Path,
     addr: std::net::SocketAddr,
+    tls: bool,
 ) -> anyhow::Result<()> {
     let path = address_file(data_dir);
-    std::fs::write(&path, format!("{addr}\n"))
+    let scheme = if tls { "https" } else { "http" };
+    std::fs::write(&path, format!("{scheme}://{addr}\n"))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The HTTP base URL of the server running on this data directory.
-pub(crate) fn server_url(data_dir: &Path) -> anyhow::Result<String> {
+/// How to reach the server running on this data directory.
+pub(crate) struct Remote {
+    /// Base URL, e.g. `https://127.0.0.1:8514`.
+    pub base: String,
+    /// An HTTP client that trusts the server's certificate when it is the generated one.
+    pub agent: ureq::Agent,
+    /// The local command line's bearer token.
+    pub token: String,
+}
+
+/// The running server's base URL, client and token.
+pub(crate) fn remote(data_dir: &Path) -> anyhow::Result<Remote> {
     let path = address_file(data_dir);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -62,19 +74,52 @@ pub(crate) fn server_url(data_dir: &Path) -> anyhow::Result<String> {
             path.display()
         )
     })?;
-    let addr: std::net::SocketAddr = text
-        .trim()
+    let text = text.trim();
+    let (tls, addr) = match text.split_once("://") {
+        Some(("https", a)) => (true, a),
+        Some(("http", a)) => (false, a),
+        Some(_) => anyhow::bail!("{} holds no address", path.display()),
+        None => (false, text),
+    };
+    let addr: std::net::SocketAddr = addr
         .parse()
         .with_context(|| format!("{} holds no address", path.display()))?;
     let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
+        if addr.is_ipv6() {
+            "[::1]".to_owned()
+        } else {
+            "127.0.0.1".to_owned()
+        }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
     } else {
         addr.ip().to_string()
     };
-    let host = if addr.is_ipv6() && host != "127.0.0.1" {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    Ok(format!("http://{host}:{}", addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    let base = format!("{scheme}://{host}:{}", addr.port());
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if tls {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        // The generated certificate; a configured one is signed by a CA the system trusts.
+        let generated = data_dir.join("tls").join("server.crt");
+        if let Ok(pem) = std::fs::read(&generated) {
+            let cert = Certificate::from_pem(&pem)
+                .with_context(|| format!("reading {}", generated.display()))?;
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&[cert]))
+                    .build(),
+            );
+        }
+    }
+    let token_path = data_dir.join("server.token");
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading {}", token_path.display()))?
+        .trim()
+        .to_owned();
+    Ok(Remote {
+        base,
+        agent: config.build().new_agent(),
+        token,
+    })
 }

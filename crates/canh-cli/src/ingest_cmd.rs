@@ -117,6 +117,7 @@ async fn ingest_file(
             bytes: Ok(line),
             parser,
             many: false,
+            agency: None,
         });
         if frames.len() >= batch {
             tally(

@@ -12,8 +12,14 @@ mod search_cmd;
 mod sensor;
 mod server_cmd;
 mod user;
+mod vuln;
 
 use clap::{Parser, Subcommand};
+
+// Parsing builds many small strings per event; mimalloc makes that markedly faster than the
+// system allocator (BENCHMARKS.md, "parse").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 /// Canh — an open-source Security Operations Center (SIEM, EDR, NSM, SOAR).
@@ -52,6 +58,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Verify and export evidence.
     Evidence(evidence::EvidenceArgs),
+    /// Vulnerability data (OSV) for endpoint hosts.
+    Vuln(vuln::VulnArgs),
 }
 
 fn init_logging(format: &str) {
@@ -82,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         Command::User(args) => user::run(args, &data_dir)?,
         Command::Audit(args) => audit::run(args, &data_dir)?,
         Command::Evidence(args) => evidence::run(args, &data_dir)?,
+        Command::Vuln(args) => vuln::run(args, &data_dir)?,
     };
     std::process::exit(code);
 }

@@ -50,7 +50,7 @@ pub(crate) fn run(args: SearchArgs, data_dir: &Path) -> anyhow::Result<i32> {
         args.query.clone()
     };
     let rows = match datadir::lock(data_dir)? {
-        Locked::Busy => remote(&args, &query, &datadir::server_url(data_dir)?)?,
+        Locked::Busy => remote(&args, &query, &datadir::remote(data_dir)?)?,
         Locked::Mine(_lock) => local(&args, &query, data_dir)?,
     };
     print_rows(&args, &rows)?;
@@ -104,7 +104,8 @@ fn letter_row(l: &canh_store::DeadLetter) -> Value {
            "source.address": l.peer, "event.original": String::from_utf8_lossy(&l.raw)})
 }
 
-fn remote(args: &SearchArgs, query: &str, base: &str) -> anyhow::Result<Vec<Value>> {
+fn remote(args: &SearchArgs, query: &str, server: &datadir::Remote) -> anyhow::Result<Vec<Value>> {
+    let base = &server.base;
     let path = if args.dead_letter {
         "/api/v1/deadletters"
     } else {
@@ -112,7 +113,10 @@ fn remote(args: &SearchArgs, query: &str, base: &str) -> anyhow::Result<Vec<Valu
     };
     let url = format!("{base}{path}");
     let limit = args.limit.to_string();
-    let mut req = ureq::get(&url)
+    let mut req = server
+        .agent
+        .get(&url)
+        .header("authorization", &format!("Bearer {}", server.token))
         .query("q", query)
         .query("from", &args.from)
         .query("limit", &limit);
@@ -122,7 +126,11 @@ fn remote(args: &SearchArgs, query: &str, base: &str) -> anyhow::Result<Vec<Valu
     let mut resp = req
         .call()
         .with_context(|| format!("querying the running server at {base}"))?;
-    let body: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    let text = resp.body_mut().read_to_string()?;
+    if !resp.status().is_success() {
+        anyhow::bail!("the server at {base} answered {}: {text}", resp.status());
+    }
+    let body: Value = serde_json::from_str(&text)?;
     if args.dead_letter {
         let items = body
             .get("dead_letters")

@@ -44,16 +44,12 @@ pub(crate) fn run(args: ServerArgs, data_dir: &Path) -> anyhow::Result<i32> {
         .build()?;
     rt.block_on(async move {
         let node = Node::start(cfg, data_dir).await?;
-        datadir::write_server_address(data_dir, node.http)?;
+        datadir::write_server_address(data_dir, node.http, node.url.starts_with("https"))?;
         if args.demo {
             let n = crate::demo::load(&node).await?;
             tracing::info!(events = n, "demo events loaded");
         }
-        eprintln!(
-            "canh {} listening: http://{}",
-            env!("CARGO_PKG_VERSION"),
-            node.http
-        );
+        eprintln!("canh {} listening: {}", env!("CARGO_PKG_VERSION"), node.url);
         if let Some(s) = node.syslog {
             eprintln!("  syslog udp+tcp {s}");
         }

@@ -28,6 +28,18 @@ enum UserCmd {
     },
     /// List users.
     List,
+    /// Turn the TOTP second factor (RFC 6238) on or off. `--enable` prints the secret and its
+    /// otpauth:// URI once; from then on login needs the current code.
+    Totp {
+        /// Login name.
+        name: String,
+        /// Generate a new secret and require codes at login.
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        /// Stop requiring codes.
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 pub(crate) fn cli_actor() -> canh_soar::Actor {
@@ -89,6 +101,32 @@ pub(crate) fn run(args: UserArgs, data_dir: &Path) -> anyhow::Result<i32> {
                 user.role.as_str()
             );
         }
+        UserCmd::Totp {
+            name,
+            enable,
+            disable: _,
+        } => {
+            let user = rt.block_on(soar.user_by_name(&name))?;
+            if enable {
+                let e = rt.block_on(soar.totp_enrol(&cli_actor(), user.id, false))?;
+                println!(
+                    "TOTP enabled for {} / đã bật TOTP cho {}",
+                    user.name, user.name
+                );
+                println!("secret: {}", e.secret);
+                println!("{}", e.otpauth_uri);
+                println!(
+                    "Shown once: add it to an authenticator app now. \
+                     / Chỉ hiển thị một lần: hãy thêm vào ứng dụng xác thực ngay."
+                );
+            } else {
+                rt.block_on(soar.totp_disable(&cli_actor(), user.id))?;
+                println!(
+                    "TOTP disabled for {} / đã tắt TOTP cho {}",
+                    user.name, user.name
+                );
+            }
+        }
         UserCmd::List => {
             for u in rt.block_on(soar.users())? {
                 let agency = u
@@ -100,4 +138,61 @@ pub(crate) fn run(args: UserArgs, data_dir: &Path) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        user: UserArgs,
+    }
+
+    #[test]
+    fn totp_needs_exactly_one_of_enable_and_disable() {
+        assert!(Cli::try_parse_from(["canh", "totp", "an"]).is_err());
+        assert!(Cli::try_parse_from(["canh", "totp", "an", "--enable", "--disable"]).is_err());
+        assert!(Cli::try_parse_from(["canh", "totp", "an", "--enable"]).is_ok());
+        assert!(Cli::try_parse_from(["canh", "totp", "an", "--disable"]).is_ok());
+    }
+
+    #[test]
+    fn totp_enable_then_disable_on_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime().unwrap();
+        let soar = open_soar(&rt, dir.path()).unwrap();
+        let u = rt
+            .block_on(soar.create_user(
+                &cli_actor(),
+                "an",
+                canh_soar::Role::Analyst,
+                None,
+                "mật-khẩu-đủ-dài-1",
+            ))
+            .unwrap();
+        let args = |flag: &str| {
+            Cli::try_parse_from(["canh", "totp", "an", flag])
+                .unwrap()
+                .user
+        };
+        assert_eq!(run(args("--enable"), dir.path()).unwrap(), 0);
+        assert!(rt.block_on(soar.totp_enabled(u.id)).unwrap());
+        assert!(
+            rt.block_on(soar.login("an", "mật-khẩu-đủ-dài-1", "t"))
+                .is_err()
+        );
+        assert_eq!(run(args("--disable"), dir.path()).unwrap(), 0);
+        assert!(!rt.block_on(soar.totp_enabled(u.id)).unwrap());
+        assert!(
+            rt.block_on(soar.login("an", "mật-khẩu-đủ-dài-1", "t"))
+                .is_ok()
+        );
+        let missing = Cli::try_parse_from(["canh", "totp", "nobody", "--enable"])
+            .unwrap()
+            .user;
+        assert!(run(missing, dir.path()).is_err());
+    }
 }

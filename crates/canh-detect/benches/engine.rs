@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use canh_core::Event;
-use canh_detect::{Engine, LoadOptions, RuleSet};
+use canh_detect::{Engine, Indicator, IndicatorSet, LoadOptions, RuleSet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn datasets() -> PathBuf {
@@ -51,6 +51,34 @@ fn events() -> Vec<Event> {
     out
 }
 
+fn million_indicators() -> IndicatorSet {
+    let mut set = IndicatorSet::new("bench");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..1_000_000u64 {
+        let r = next();
+        let value = match i % 5 {
+            0 => std::net::Ipv4Addr::from(r as u32).to_string(),
+            1 => format!("{}/24", std::net::Ipv4Addr::from((r as u32) & 0xffff_ff00)),
+            2 => format!("h{r:x}.example{}.test", i % 97),
+            3 => format!("http://u{r:x}.test/p/{i}"),
+            _ => format!("{r:016x}{:016x}{r:016x}{i:016x}", r.rotate_left(7)),
+        };
+        let ind = Indicator {
+            value,
+            kind: None,
+            expires: None,
+        };
+        let _ = set.insert(&ind);
+    }
+    set
+}
+
 fn bench(c: &mut Criterion) {
     let (set, _) = RuleSet::load_paths(&rule_dirs(), &LoadOptions::default());
     let engine = Engine::new(set);
@@ -63,6 +91,42 @@ fn bench(c: &mut Criterion) {
             let mut n = 0usize;
             for ev in &evs {
                 engine.for_each_match(ev, |_| n += 1);
+            }
+            n
+        })
+    });
+    // The same pass with one million indicators (synthetic: addresses, /24 ranges, domains,
+    // URLs, SHA-256 hashes) against the events' address, domain and hash fields.
+    g.bench_function("sigmahq_windows_all_rules_no_indicators", |b| {
+        b.iter(|| {
+            let (mut n, mut m) = (0usize, 0usize);
+            for ev in &evs {
+                engine.evaluate(ev, |_| n += 1, |_| m += 1);
+            }
+            (n, m)
+        })
+    });
+    let with_iocs = Engine::new(RuleSet::load_paths(&rule_dirs(), &LoadOptions::default()).0);
+    with_iocs.set_indicators(million_indicators());
+    g.bench_function("sigmahq_windows_all_rules_1m_indicators", |b| {
+        b.iter(|| {
+            let (mut n, mut m) = (0usize, 0usize);
+            for ev in &evs {
+                with_iocs.evaluate(ev, |_| n += 1, |_| m += 1);
+            }
+            (n, m)
+        })
+    });
+    drop(with_iocs);
+    // The floor: reading every field name and text of every event once (memory traffic of
+    // the benchmark's own data), without matching.
+    g.bench_function("touch_every_field_baseline", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for ev in &evs {
+                for (k, v) in &ev.fields {
+                    n += k.len() + v.as_str().map_or(1, |s| s.bytes().map(usize::from).sum());
+                }
             }
             n
         })

@@ -1,16 +1,20 @@
 //! The streaming matcher: routes an event to the rules of its logsource, selects candidate
 //! rules with one Aho-Corasick pass over the event's text, and evaluates only those.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use canh_core::{Event, Severity};
 use serde::{Deserialize, Serialize};
 
 use crate::event::PreparedEvent;
+use crate::fast::{FNode, FieldIds, KEYWORD_KEY, NONE, Prepared, score};
+use crate::indicators::{INDICATOR_FIELDS, IndicatorKind, IndicatorMatch, IndicatorSet};
 use crate::ruleset::{Route, RuleSet};
+use rustc_hash::FxHashMap;
 
 /// A rule that matched an event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,63 +41,166 @@ pub struct Match {
     pub variant: usize,
 }
 
+/// Most literal groups a variant keeps for the prefilter (one bit each).
+const MAX_GROUPS: usize = 64;
+
+/// One literal requirement of a variant: `bit` of the variant's mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    local: u32,
+    bit: u8,
+}
+
+/// The literals required in one field (or in any keyword field), with one automaton.
+#[derive(Debug)]
+struct Scanner {
+    ac: AhoCorasick,
+    /// For each literal of `ac`, its range in `entries`.
+    lit_entries: Vec<(u32, u32)>,
+    entries: Vec<Entry>,
+}
+
+impl Scanner {
+    fn build(lits: Vec<(String, Vec<Entry>)>) -> Option<Scanner> {
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(lits.iter().map(|(p, _)| p.as_bytes()))
+            .map_err(|e| tracing::warn!(error = %e, "literal prefilter disabled"))
+            .ok()?;
+        let mut entries = Vec::new();
+        let mut lit_entries = Vec::with_capacity(lits.len());
+        for (_, mut es) in lits {
+            es.sort_unstable();
+            es.dedup();
+            let a = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+            entries.extend(es);
+            lit_entries.push((a, u32::try_from(entries.len()).unwrap_or(u32::MAX)));
+        }
+        Some(Scanner {
+            ac,
+            lit_entries,
+            entries,
+        })
+    }
+
+    /// Marks the groups hit by the literals found in `text`.
+    fn scan(&self, text: &str, lits: &mut Vec<u32>, mask: &mut [u64], touched: &mut Vec<u32>) {
+        lits.clear();
+        lits.extend(
+            self.ac
+                .find_overlapping_iter(text)
+                .map(|m| u32::try_from(m.pattern().as_usize()).unwrap_or(0)),
+        );
+        if lits.len() > 1 {
+            lits.sort_unstable();
+            lits.dedup();
+        }
+        for &lit in lits.iter() {
+            let (a, b) = self.lit_entries[lit as usize];
+            for e in &self.entries[a as usize..b as usize] {
+                let m = &mut mask[e.local as usize];
+                if *m == 0 {
+                    touched.push(e.local);
+                }
+                *m |= 1 << e.bit;
+            }
+        }
+    }
+}
+
 /// Rules that share a route, with their literal prefilter.
 #[derive(Debug, Default)]
 struct Bucket {
-    /// Indices into `RuleSet::variants`.
+    /// Indices into `RuleSet::variants`, ascending.
     variants: Vec<usize>,
-    /// For each pattern of `ac`, the local indices (into `variants`) that require it.
-    pattern_rules: Vec<Vec<u32>>,
-    /// Local indices of variants that have no required literal.
+    /// For each local variant, the mask of groups that must all be hit (0: always a
+    /// candidate).
+    need: Vec<u64>,
+    /// Local indices of variants without a literal requirement.
     always: Vec<u32>,
-    ac: Option<AhoCorasick>,
+    /// One scanner per field id that rules of the bucket need literals in.
+    fields: FxHashMap<u32, Scanner>,
+    /// The scanner of keyword (any keyword field) literals.
+    keyword: Option<Scanner>,
 }
 
 impl Bucket {
-    fn build(set: &RuleSet, variants: Vec<usize>) -> Bucket {
-        let mut patterns: HashMap<String, usize> = HashMap::new();
-        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+    fn build(groups: &[Vec<Vec<(u32, String)>>], variants: Vec<usize>) -> Bucket {
+        // key → literal → entries
+        let mut by_key: FxHashMap<u32, FxHashMap<&str, Vec<Entry>>> = FxHashMap::default();
+        let mut need = Vec::with_capacity(variants.len());
         let mut always = Vec::new();
         for (local, &vi) in variants.iter().enumerate() {
             let local = u32::try_from(local).unwrap_or(u32::MAX);
-            match set.variants[vi].node.required() {
-                None => always.push(local),
-                Some(lits) => {
-                    for lit in lits {
-                        let next = patterns.len();
-                        let id = *patterns.entry(lit).or_insert(next);
-                        if id == pattern_rules.len() {
-                            pattern_rules.push(Vec::new());
-                        }
-                        if pattern_rules[id].last() != Some(&local) {
-                            pattern_rules[id].push(local);
-                        }
-                    }
+            let gs = &groups[vi];
+            if gs.is_empty() {
+                always.push(local);
+                need.push(0);
+                continue;
+            }
+            need.push(if gs.len() >= MAX_GROUPS {
+                u64::MAX
+            } else {
+                (1u64 << gs.len()) - 1
+            });
+            for (bit, g) in gs.iter().enumerate() {
+                let bit = u8::try_from(bit).unwrap_or(63);
+                for (key, lit) in g {
+                    by_key
+                        .entry(*key)
+                        .or_default()
+                        .entry(lit.as_str())
+                        .or_default()
+                        .push(Entry { local, bit });
                 }
             }
         }
-        let mut pats: Vec<(String, usize)> = patterns.into_iter().collect();
-        pats.sort_by_key(|(_, id)| *id);
-        let ac = if pats.is_empty() {
-            None
-        } else {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .build(pats.iter().map(|(p, _)| p.as_bytes()))
-                .map_err(|e| tracing::warn!(error = %e, "literal prefilter disabled"))
-                .ok()
-        };
-        if ac.is_none() {
-            // Without an automaton every rule is a candidate.
+        let mut fields = FxHashMap::default();
+        let mut keyword = None;
+        let mut failed = false;
+        for (key, lits) in by_key {
+            let mut lits: Vec<(String, Vec<Entry>)> =
+                lits.into_iter().map(|(l, e)| (l.to_owned(), e)).collect();
+            lits.sort();
+            match Scanner::build(lits) {
+                Some(sc) if key == KEYWORD_KEY => keyword = Some(sc),
+                Some(sc) => {
+                    fields.insert(key, sc);
+                }
+                None => failed = true,
+            }
+        }
+        if failed {
+            // Without its automata every rule is a candidate.
             always = (0..u32::try_from(variants.len()).unwrap_or(u32::MAX)).collect();
+            need.iter_mut().for_each(|n| *n = 0);
+            fields.clear();
+            keyword = None;
         }
         Bucket {
             variants,
-            pattern_rules,
+            need,
             always,
-            ac,
+            fields,
+            keyword,
         }
     }
+}
+
+/// Per-thread buffers reused from event to event.
+#[derive(Debug, Default)]
+struct Scratch {
+    prepared: Prepared,
+    mask: Vec<u64>,
+    touched: Vec<u32>,
+    lits: Vec<u32>,
+    candidates: Vec<u32>,
+    hits: Vec<usize>,
+    iocs: Vec<IndicatorMatch>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// Evaluates a [`RuleSet`] on events. Cheap to share between threads (`Arc` inside).
@@ -105,8 +212,16 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     set: RuleSet,
-    /// Windows buckets by (channel lower-cased, event id); `None` id = any other id.
-    windows: HashMap<(String, Option<u64>), Bucket>,
+    /// The compiled detection of each variant.
+    nodes: Vec<FNode>,
+    ids: FieldIds,
+    channel_id: u32,
+    event_id_id: u32,
+    /// Fields checked against indicators: (id, kind, name).
+    ioc_fields: Vec<(u32, IndicatorKind, &'static str)>,
+    indicators: RwLock<Vec<Arc<IndicatorSet>>>,
+    /// Windows buckets by channel (lower-cased), then by event id; `None` id = any other id.
+    windows: HashMap<String, HashMap<Option<u64>, Bucket>>,
     any_windows: Bucket,
     other: Bucket,
 }
@@ -114,6 +229,35 @@ struct Inner {
 impl Engine {
     /// Builds the routing tables and prefilters of `set`.
     pub fn new(set: RuleSet) -> Engine {
+        let mut ids = FieldIds::default();
+        let channel_id = ids.intern("winlog.channel");
+        let event_id_id = ids.intern("winlog.event_id");
+        let nodes: Vec<FNode> = set
+            .variants
+            .iter()
+            .map(|v| FNode::compile(&v.node, &mut ids))
+            .collect();
+        let ioc_fields = INDICATOR_FIELDS
+            .iter()
+            .map(|(name, kind)| (ids.intern(name), *kind, *name))
+            .collect();
+        ids.finish();
+        let groups: Vec<Vec<Vec<(u32, String)>>> = nodes
+            .iter()
+            .map(|n| {
+                let mut gs = n.groups();
+                for g in &mut gs {
+                    g.sort();
+                    g.dedup();
+                }
+                gs.sort();
+                gs.dedup();
+                // Keep the most selective groups.
+                gs.sort_by_key(|g| std::cmp::Reverse(score(g)));
+                gs.truncate(MAX_GROUPS);
+                gs
+            })
+            .collect();
         let mut by_key: HashMap<(String, Option<u64>), Vec<usize>> = HashMap::new();
         let mut channel_any: HashMap<String, Vec<usize>> = HashMap::new();
         let mut any_windows = Vec::new();
@@ -141,7 +285,7 @@ impl Engine {
         for (ch, list) in &channel_any {
             by_key.entry((ch.clone(), None)).or_default().extend(list);
         }
-        let mut windows = HashMap::with_capacity(by_key.len());
+        let mut windows: HashMap<String, HashMap<Option<u64>, Bucket>> = HashMap::new();
         for ((ch, id), mut list) in by_key {
             if id.is_some() {
                 list.extend(channel_any.get(&ch).into_iter().flatten());
@@ -149,13 +293,20 @@ impl Engine {
             list.extend(&any_windows);
             list.sort_unstable();
             list.dedup();
-            windows.insert((ch, id), Bucket::build(&set, list));
+            let b = Bucket::build(&groups, list);
+            windows.entry(ch).or_default().insert(id, b);
         }
-        let any_windows = Bucket::build(&set, any_windows);
-        let other = Bucket::build(&set, other);
+        let any_windows = Bucket::build(&groups, any_windows);
+        let other = Bucket::build(&groups, other);
         Engine {
             inner: Arc::new(Inner {
                 set,
+                nodes,
+                ids,
+                channel_id,
+                event_id_id,
+                ioc_fields,
+                indicators: RwLock::new(Vec::new()),
                 windows,
                 any_windows,
                 other,
@@ -176,83 +327,205 @@ impl Engine {
     }
 
     /// Calls `f` for every rule that matches `event`.
-    pub fn for_each_match(&self, event: &Event, mut f: impl FnMut(Match)) {
-        let prepared = PreparedEvent::new(event);
-        let bucket = self.bucket(&prepared);
-        let mut scratch = Vec::new();
-        self.run_bucket(bucket, &prepared, &mut scratch, &mut |vi| {
-            f(self.to_match(vi))
+    pub fn for_each_match(&self, event: &Event, f: impl FnMut(Match)) {
+        self.eval(event, false, f, |_| {});
+    }
+
+    /// Calls `on_rule` for every rule and `on_indicator` for every indicator that matches
+    /// `event`, in one pass over the event.
+    pub fn evaluate(
+        &self,
+        event: &Event,
+        on_rule: impl FnMut(Match),
+        on_indicator: impl FnMut(IndicatorMatch),
+    ) {
+        self.eval(event, true, on_rule, on_indicator);
+    }
+
+    fn eval(
+        &self,
+        event: &Event,
+        iocs: bool,
+        mut on_rule: impl FnMut(Match),
+        mut on_indicator: impl FnMut(IndicatorMatch),
+    ) {
+        let (hits, found) = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                self.run(event, iocs, &mut s);
+                (std::mem::take(&mut s.hits), std::mem::take(&mut s.iocs))
+            }
+            // Re-entered from a callback on this thread: use fresh buffers.
+            Err(_) => {
+                let mut s = Scratch::default();
+                self.run(event, iocs, &mut s);
+                (s.hits, s.iocs)
+            }
+        });
+        if hits.is_empty() && found.is_empty() {
+            return;
+        }
+        for &vi in &hits {
+            on_rule(self.to_match(vi));
+        }
+        for m in found {
+            on_indicator(m);
+        }
+        SCRATCH.with(|cell| {
+            if let Ok(mut s) = cell.try_borrow_mut() {
+                let mut hits = hits;
+                hits.clear();
+                s.hits = hits;
+            }
         });
     }
 
-    fn bucket(&self, ev: &PreparedEvent<'_>) -> &Bucket {
-        let inner = &*self.inner;
-        let Some(channel) = ev.field("winlog.channel").and_then(|f| f.lower.first()) else {
-            return &inner.other;
-        };
-        let id = ev
-            .field("winlog.event_id")
-            .and_then(|f| f.orig.first())
-            .and_then(|s| s.parse::<u64>().ok());
-        let key = (channel.clone(), id);
-        if let Some(b) = inner.windows.get(&key) {
-            return b;
-        }
-        inner
-            .windows
-            .get(&(channel.clone(), None))
-            .unwrap_or(&inner.any_windows)
+    /// Adds `set`, replacing a set of the same name.
+    pub fn set_indicators(&self, set: IndicatorSet) {
+        let mut sets = self
+            .inner
+            .indicators
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        sets.retain(|s| s.name() != set.name());
+        sets.push(Arc::new(set));
     }
 
-    fn run_bucket(
-        &self,
-        bucket: &Bucket,
-        ev: &PreparedEvent<'_>,
-        seen: &mut Vec<bool>,
-        f: &mut dyn FnMut(usize),
-    ) {
-        if bucket.variants.is_empty() {
+    /// Removes the set named `name`; false when there is none.
+    pub fn remove_indicators(&self, name: &str) -> bool {
+        let mut sets = self
+            .inner
+            .indicators
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = sets.len();
+        sets.retain(|s| s.name() != name);
+        sets.len() != before
+    }
+
+    /// The loaded indicator sets.
+    pub fn indicator_sets(&self) -> Vec<Arc<IndicatorSet>> {
+        self.inner
+            .indicators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Matches the indicator fields of the prepared event against every set.
+    fn run_indicators(&self, p: &Prepared, out: &mut Vec<IndicatorMatch>) {
+        let inner = &*self.inner;
+        let sets = inner.indicators.read().unwrap_or_else(|e| e.into_inner());
+        if sets.is_empty() {
             return;
         }
-        seen.clear();
-        seen.resize(bucket.variants.len(), false);
-        for &l in &bucket.always {
-            seen[l as usize] = true;
-        }
-        if let Some(ac) = &bucket.ac {
-            // A frequent literal ("\\", ".exe") occurs many times per event: mark its rules
-            // once.
-            let mut pattern_seen = vec![false; bucket.pattern_rules.len()];
-            for field in &ev.fields {
-                for text in &field.lower {
-                    for m in ac.find_overlapping_iter(text.as_str()) {
-                        let p = m.pattern().as_usize();
-                        if std::mem::replace(&mut pattern_seen[p], true) {
-                            continue;
-                        }
-                        for &l in &bucket.pattern_rules[p] {
-                            seen[l as usize] = true;
-                        }
+        let now = chrono::Utc::now().timestamp();
+        for &(fid, kind, name) in &inner.ioc_fields {
+            let Some(f) = p.field(fid) else { continue };
+            for text in p.lower_texts(f) {
+                for set in sets.iter() {
+                    if let Some(indicator) = set.test(kind, text, now) {
+                        out.push(IndicatorMatch {
+                            set: set.name().to_owned(),
+                            kind,
+                            field: name.to_owned(),
+                            indicator,
+                        });
                     }
                 }
             }
         }
-        let variants = &self.inner.set.variants;
-        let mut last_rule = usize::MAX;
-        for (local, &vi) in bucket.variants.iter().enumerate() {
-            if !seen[local] {
+    }
+
+    /// Indices of the variants matching `event` (one per rule), into `s.hits`.
+    fn run(&self, event: &Event, iocs: bool, s: &mut Scratch) {
+        let inner = &*self.inner;
+        s.hits.clear();
+        s.iocs.clear();
+        s.prepared.fill(event, &inner.ids);
+        if iocs {
+            self.run_indicators(&s.prepared, &mut s.iocs);
+        }
+        let bucket = self.bucket(&s.prepared);
+        if bucket.variants.is_empty() {
+            return;
+        }
+        let Scratch {
+            prepared: p,
+            mask,
+            touched,
+            lits,
+            candidates,
+            hits,
+            ..
+        } = s;
+        if mask.len() < bucket.variants.len() {
+            mask.resize(bucket.variants.len(), 0);
+        }
+        touched.clear();
+        candidates.clear();
+        for f in &p.fields {
+            let own = bucket.fields.get(&f.id);
+            let alias = if f.alias == NONE {
+                None
+            } else {
+                bucket.fields.get(&f.alias)
+            };
+            let kw = if f.keyword {
+                bucket.keyword.as_ref()
+            } else {
+                None
+            };
+            if own.is_none() && alias.is_none() && kw.is_none() {
                 continue;
             }
-            let v = &variants[vi];
-            // Two variants of one rule can both hold; report the rule once.
-            if v.rule == last_rule {
-                continue;
-            }
-            if v.node.eval(ev) {
-                last_rule = v.rule;
-                f(vi);
+            for text in p.lower_texts(f) {
+                for sc in [own, alias, kw].into_iter().flatten() {
+                    sc.scan(text, lits, mask, touched);
+                }
             }
         }
+        for &l in touched.iter() {
+            let m = std::mem::take(&mut mask[l as usize]);
+            if m == bucket.need[l as usize] {
+                candidates.push(l);
+            }
+        }
+        candidates.extend_from_slice(&bucket.always);
+        candidates.sort_unstable();
+        let variants = &inner.set.variants;
+        let mut last_rule = usize::MAX;
+        for &local in candidates.iter() {
+            let vi = bucket.variants[local as usize];
+            // Two variants of one rule can both hold; report the rule once.
+            if variants[vi].rule == last_rule {
+                continue;
+            }
+            if inner.nodes[vi].eval(p) {
+                last_rule = variants[vi].rule;
+                hits.push(vi);
+            }
+        }
+    }
+
+    fn bucket(&self, p: &Prepared) -> &Bucket {
+        let inner = &*self.inner;
+        let Some(channel) = p
+            .field(inner.channel_id)
+            .and_then(|f| p.lower_texts(f).next())
+        else {
+            return &inner.other;
+        };
+        let id = p
+            .field(inner.event_id_id)
+            .and_then(|f| p.texts(f).next())
+            .and_then(|(o, _)| o.parse::<u64>().ok());
+        let Some(by_id) = inner.windows.get(channel) else {
+            return &inner.any_windows;
+        };
+        by_id
+            .get(&id)
+            .or_else(|| by_id.get(&None))
+            .unwrap_or(&inner.any_windows)
     }
 
     fn to_match(&self, vi: usize) -> Match {

@@ -108,7 +108,7 @@ pub(crate) enum Node {
     },
 }
 
-fn str_test(op: StrOp, hay: &str, needle: &str) -> bool {
+pub(crate) fn str_test(op: StrOp, hay: &str, needle: &str) -> bool {
     match op {
         StrOp::Exact => hay == needle,
         StrOp::Contains => hay.contains(needle),
@@ -143,6 +143,21 @@ impl ValueMatcher {
     /// Tests one text of a field (`orig` as stored, `lower` lower-cased).
     fn test_text(&self, orig: &str, lower: &str, ev: &PreparedEvent<'_>) -> bool {
         match self {
+            ValueMatcher::FieldRef { other, op, cased } => ev.field(other).is_some_and(|f| {
+                if *cased {
+                    f.orig.iter().any(|o| str_test(*op, orig, o))
+                } else {
+                    f.lower.iter().any(|o| str_test(*op, lower, o))
+                }
+            }),
+            _ => self.test_plain(orig, lower),
+        }
+    }
+
+    /// Tests one text of a field with every matcher but `FieldRef` (which needs the event and
+    /// is always false here).
+    pub(crate) fn test_plain(&self, orig: &str, lower: &str) -> bool {
+        match self {
             ValueMatcher::Str { op, value, cased } => {
                 str_test(*op, if *cased { orig } else { lower }, value)
             }
@@ -156,13 +171,7 @@ impl ValueMatcher {
             ValueMatcher::Time { part, op, value } => {
                 time_part(orig, *part).is_some_and(|n| op.test(n, *value))
             }
-            ValueMatcher::FieldRef { other, op, cased } => ev.field(other).is_some_and(|f| {
-                if *cased {
-                    f.orig.iter().any(|o| str_test(*op, orig, o))
-                } else {
-                    f.lower.iter().any(|o| str_test(*op, lower, o))
-                }
-            }),
+            ValueMatcher::FieldRef { .. } => false,
             ValueMatcher::Null => orig.is_empty(),
             ValueMatcher::Exists(want) => *want,
         }
@@ -184,7 +193,7 @@ impl ValueMatcher {
     }
 
     /// The lower-cased literal that must occur in the event for this matcher to hold.
-    fn literal(&self) -> Option<String> {
+    pub(crate) fn literal(&self) -> Option<String> {
         match self {
             ValueMatcher::Str { value, cased, .. } if !value.is_empty() => Some(if *cased {
                 value.to_lowercase()
@@ -205,14 +214,6 @@ fn user_data_fallback<'e, 'a>(
 ) -> Option<&'e PreparedField<'a>> {
     let name = field.strip_prefix("winlog.event_data.")?;
     ev.field(&format!("winlog.user_data.{name}"))
-}
-
-/// A set of literals, one of which must occur in an event for a node to match.
-pub(crate) type Required = Option<Vec<String>>;
-
-fn better(a: Vec<String>, b: Vec<String>) -> Vec<String> {
-    let score = |v: &Vec<String>| v.iter().map(String::len).min().unwrap_or(usize::MAX);
-    if score(&b) > score(&a) { b } else { a }
 }
 
 impl Node {
@@ -251,33 +252,6 @@ impl Node {
                     matchers.iter().all(test)
                 } else {
                     matchers.iter().any(test)
-                }
-            }
-        }
-    }
-
-    /// Literals (lower-cased) of which at least one must occur somewhere in an event that
-    /// matches; `None` when no such set exists (the node can match without any literal).
-    pub(crate) fn required(&self) -> Required {
-        match self {
-            Node::True | Node::Not(_) => None,
-            Node::False => Some(Vec::new()),
-            Node::And(children) => children.iter().filter_map(Node::required).reduce(better),
-            Node::Or(children) => {
-                let mut out = Vec::new();
-                for c in children {
-                    out.extend(c.required()?);
-                }
-                Some(out)
-            }
-            Node::Field { matchers, all, .. } | Node::Keyword { matchers, all } => {
-                if *all {
-                    matchers
-                        .iter()
-                        .filter_map(|m| m.literal().map(|l| vec![l]))
-                        .reduce(better)
-                } else {
-                    matchers.iter().map(ValueMatcher::literal).collect()
                 }
             }
         }

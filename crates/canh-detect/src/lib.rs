@@ -6,6 +6,8 @@ pub mod correlation;
 mod engine;
 mod error;
 mod event;
+mod fast;
+pub mod indicators;
 mod ir;
 mod modifiers;
 pub mod pipeline;
@@ -20,6 +22,9 @@ pub use correlation::{CorrelationAlert, CorrelationRule, CorrelationType, Correl
 pub use engine::{Engine, Match};
 pub use error::RuleError;
 pub use event::PreparedEvent;
+pub use indicators::{
+    Indicator, IndicatorError, IndicatorKind, IndicatorLoad, IndicatorMatch, IndicatorSet,
+};
 pub use pipeline::LogSource;
 pub use rule::RuleMeta;
 pub use ruleset::{LoadOptions, RuleReport, RuleSet, RuleStatus};

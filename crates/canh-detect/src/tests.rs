@@ -281,6 +281,61 @@ fn keywords_search_event_data_values() {
 }
 
 #[test]
+fn user_data_stands_in_for_a_missing_event_data_field() {
+    let e = engine(&rule("  sel:\n    User|contains: 'ab'\n  condition: sel\n"));
+    let mut ev = sysmon1(json!({}));
+    ev.set("winlog.user_data.User", "xABy");
+    assert_eq!(e.matches(&ev).len(), 1);
+    assert_eq!(e.matches_unfiltered(&ev).len(), 1);
+    // event_data wins when both are present.
+    ev.set("winlog.event_data.User", "nothing");
+    assert!(e.matches(&ev).is_empty());
+    assert!(e.matches_unfiltered(&ev).is_empty());
+}
+
+#[test]
+fn indicators_match_in_the_same_pass_as_rules() {
+    let e = engine(&rule(
+        "  sel:\n    Image|endswith: '\\x.exe'\n  condition: sel\n",
+    ));
+    let mut set = crate::IndicatorSet::new("feed-a");
+    let load = set.add_list("203.0.113.0/24\nbad.example\n");
+    assert_eq!(load.loaded, 2);
+    e.set_indicators(set);
+    let mut ev = sysmon1(json!({"Image": "C:\\x.exe", "DestinationIp": "203.0.113.9"}));
+    ev.set("winlog.event_data.QueryName", "c2.bad.example");
+    let (mut rules, mut iocs) = (Vec::new(), Vec::new());
+    e.evaluate(&ev, |m| rules.push(m), |i| iocs.push(i));
+    assert_eq!(rules.len(), 1);
+    let mut got: Vec<(String, String, String)> = iocs
+        .into_iter()
+        .map(|i| (i.set, i.field, i.indicator))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "feed-a".into(),
+                "winlog.event_data.DestinationIp".into(),
+                "203.0.113.0/24".into()
+            ),
+            (
+                "feed-a".into(),
+                "winlog.event_data.QueryName".into(),
+                "bad.example".into()
+            ),
+        ]
+    );
+    // Rules alone do not look at indicators; removing the set stops the hits.
+    assert_eq!(e.matches(&ev).len(), 1);
+    assert!(e.remove_indicators("feed-a"));
+    let mut n = 0;
+    e.evaluate(&ev, |_| {}, |_| n += 1);
+    assert_eq!(n, 0);
+}
+
+#[test]
 fn logsource_routing_needs_channel_and_event_id() {
     let e = engine(&rule(
         "  sel:\n    Image|endswith: cmd.exe\n  condition: sel\n",
@@ -339,7 +394,77 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
         proptest::string::string_regex("[abcdx.eoAB ]{0,8}").unwrap()
     }
 
+    const FIELDS: [&str; 4] = ["CommandLine", "Image", "User", "ParentImage"];
+
+    /// One random value of an event field: absent, text, number, null or a list.
+    fn field_value() -> impl Strategy<Value = Option<serde_json::Value>> {
+        prop_oneof![
+            3 => proptest::string::string_regex("[abÄä.B12*]{0,6}")
+                .unwrap()
+                .prop_map(|s| Some(json!(s))),
+            1 => Just(None),
+            1 => (0u32..20).prop_map(|n| Some(json!(n))),
+            1 => Just(Some(serde_json::Value::Null)),
+            1 => proptest::collection::vec("[abB.]{0,4}", 0..3).prop_map(|v| Some(json!(v))),
+        ]
+    }
+
+    /// One random search: one to three field items with random modifiers and values.
+    fn selection() -> impl Strategy<Value = String> {
+        let item = (
+            0usize..FIELDS.len(),
+            prop_oneof![
+                3 => Just(""),
+                3 => Just("|contains"),
+                2 => Just("|startswith"),
+                2 => Just("|endswith"),
+                2 => Just("|contains|all"),
+                1 => Just("|contains|cased"),
+                1 => Just("|re"),
+                1 => Just("|re|i"),
+                1 => Just("|exists"),
+                1 => Just("|fieldref"),
+                1 => Just("|lt"),
+            ],
+            proptest::collection::vec(
+                proptest::string::string_regex("[abä.B1*?]{1,3}").unwrap(),
+                1..3,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(f, m, vals, null)| {
+                let field = FIELDS[f];
+                let vals: Vec<String> = match m {
+                    "|exists" => vec![if null { "true" } else { "false" }.to_owned()],
+                    "|fieldref" => vec![FIELDS[(f + 1) % FIELDS.len()].to_owned()],
+                    "|lt" => vec![format!("{}", vals[0].len() * 3)],
+                    "|re" | "|re|i" => vals
+                        .iter()
+                        .map(|v| format!("'{}'", v.replace('*', ".*").replace('?', ".")))
+                        .collect(),
+                    _ if null => vec!["null".to_owned()],
+                    _ => vals.iter().map(|v| format!("'{v}'")).collect(),
+                };
+                format!("    {field}{m}: [{}]\n", vals.join(", "))
+            });
+        proptest::collection::vec(item, 1..4).prop_map(|items| {
+            // Repeated keys are not valid YAML maps; keep the first of each field.
+            let mut seen = Vec::new();
+            items
+                .into_iter()
+                .filter(|i| {
+                    let key = i.split(':').next().unwrap_or_default().to_owned();
+                    let new = !seen.contains(&key);
+                    seen.push(key);
+                    new
+                })
+                .collect::<String>()
+        })
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
         #[test]
         fn prefiltered_engine_agrees_with_plain_interpreter(
             cmd in text(), img in text(), user in text(), sec in any::<bool>()
@@ -361,6 +486,58 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
             let mut fast: Vec<usize> = e.matches(&ev).iter().map(|m| m.rule_index).collect();
             fast.sort_unstable();
             prop_assert_eq!(fast, e.matches_unfiltered(&ev));
+        }
+
+        #[test]
+        fn random_rules_agree_with_plain_interpreter(
+            sels in proptest::collection::vec(selection(), 1..4),
+            cond in 0usize..4,
+            kw in proptest::option::of(proptest::collection::vec(text(), 1..3)),
+            vals in proptest::collection::vec(field_value(), 4),
+            user_data in 0usize..6,
+            event_id in prop_oneof![Just(1u64), Just(4688)],
+        ) {
+            let mut det = String::new();
+            for (i, s) in sels.iter().enumerate() {
+                det.push_str(&format!("  s{i}:\n{s}"));
+            }
+            let n = sels.len();
+            let mut condition = match cond {
+                0 => "all of s*".to_owned(),
+                1 => "1 of s*".to_owned(),
+                2 => format!("s0 and not s{}", n - 1),
+                _ => format!("not s0 or s{}", n - 1),
+            };
+            if let Some(words) = &kw {
+                det.push_str("  k:\n");
+                for w in words {
+                    det.push_str(&format!("    - '{w}'\n"));
+                }
+                condition = format!("({condition}) or k");
+            }
+            let yaml = format!(
+                "title: r\nid: r\nlogsource: {{product: windows, category: process_creation}}\n\
+                 detection:\n{det}  condition: {condition}\n"
+            );
+            let (set, reports) = RuleSet::from_yaml_str(&yaml, &LoadOptions::default());
+            prop_assume!(reports.iter().all(|r| r.status.is_loaded()));
+            let e = Engine::new(set);
+            let mut ev = Event::new(chrono::Utc::now());
+            ev.set("winlog.channel", "Microsoft-Windows-Sysmon/Operational");
+            ev.set("winlog.event_id", event_id);
+            for (i, (name, v)) in FIELDS.iter().zip(vals).enumerate() {
+                if let Some(v) = v {
+                    let prefix = if user_data == i {
+                        "winlog.user_data."
+                    } else {
+                        "winlog.event_data."
+                    };
+                    ev.set(&format!("{prefix}{name}"), v);
+                }
+            }
+            let mut fast: Vec<usize> = e.matches(&ev).iter().map(|m| m.rule_index).collect();
+            fast.sort_unstable();
+            prop_assert_eq!(fast, e.matches_unfiltered(&ev), "{}", yaml);
         }
 
         #[test]

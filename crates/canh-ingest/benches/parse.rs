@@ -3,6 +3,12 @@
 
 use std::hint::black_box;
 
+// The `canh` binary runs on mimalloc, so the benchmark does too;
+// `--features bench-system-alloc` measures with the system allocator for comparison.
+#[cfg(not(feature = "bench-system-alloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use canh_ingest::ParseCtx;
 use canh_ingest::parsers::{
     LogParser, ecs_json::EcsJsonParser, syslog_rfc5424::SyslogRfc5424Parser,

@@ -3,6 +3,7 @@
 use crate::decode::Timestamp;
 use crate::flow::{EndReason, Flow};
 use crate::proto::{AppEvent, Direction};
+use crate::rules::{Rule, RuleSet};
 use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 
@@ -129,7 +130,7 @@ pub fn flow_record(flow: &Flow, reason: EndReason) -> Value {
             "age": age,
             "state": flow.state().as_str(),
             "reason": reason.as_str(),
-            "alerted": false,
+            "alerted": flow.detect.alerted,
         }),
     );
     if flow.proto == 6 {
@@ -150,6 +151,173 @@ pub fn flow_record(flow: &Flow, reason: EndReason) -> Value {
             Value::String(flow.tcp_state.as_str().into()),
         );
         rec.insert("tcp".into(), Value::Object(tcp));
+    }
+    Value::Object(rec)
+}
+
+/// An `alert` record for a fired rule. `app` is the application event that matched, if any
+/// (its object is copied into the alert, as Suricata does with `types: [alert: {http...}]`).
+pub fn alert_record(
+    ts: Timestamp,
+    pcap_cnt: u64,
+    flow: &Flow,
+    dir: Direction,
+    set: &RuleSet,
+    rule: &Rule,
+    app: Option<(&str, &Map<String, Value>)>,
+) -> Value {
+    let mut rec = Map::new();
+    flow_header(&mut rec, ts, flow, "alert", dir);
+    if pcap_cnt > 0 {
+        rec.insert("pcap_cnt".into(), json!(pcap_cnt));
+    }
+    let (category, severity) = set.category(rule);
+    let action = match rule.action.as_str() {
+        "drop" | "reject" | "rejectsrc" | "rejectdst" | "rejectboth" => "blocked",
+        _ => "allowed",
+    };
+    let mut alert = Map::new();
+    alert.insert("action".into(), Value::String(action.into()));
+    alert.insert("gid".into(), json!(rule.gid));
+    alert.insert("signature_id".into(), json!(rule.sid));
+    alert.insert("rev".into(), json!(rule.rev));
+    alert.insert("signature".into(), Value::String(rule.msg.clone()));
+    alert.insert("category".into(), Value::String(category));
+    alert.insert("severity".into(), json!(severity));
+    if !rule.metadata.is_empty() {
+        let mut meta: Map<String, Value> = Map::new();
+        for (k, v) in &rule.metadata {
+            if let Value::Array(a) = meta
+                .entry(k.clone())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                a.push(Value::String(v.clone()));
+            }
+        }
+        alert.insert("metadata".into(), Value::Object(meta));
+    }
+    rec.insert("alert".into(), Value::Object(alert));
+    if let Some(name) = flow.app.eve_name() {
+        rec.insert("app_proto".into(), Value::String(name.into()));
+    }
+    if let Some((et, body)) = app {
+        rec.insert(et.into(), Value::Object(body.clone()));
+    }
+    rec.insert(
+        "direction".into(),
+        Value::String(match dir {
+            Direction::ToServer => "to_server".into(),
+            Direction::ToClient => "to_client".into(),
+        }),
+    );
+    Value::Object(rec)
+}
+
+/// Canh's generator id for its own detections (floods, scans).
+pub const CANH_GID: u64 = 9000;
+/// `signature_id` of a flood alert.
+pub const SID_FLOOD: u64 = 9_000_001;
+/// `signature_id` of a horizontal scan alert.
+pub const SID_HORIZONTAL_SCAN: u64 = 9_000_002;
+/// `signature_id` of a vertical scan alert.
+pub const SID_VERTICAL_SCAN: u64 = 9_000_003;
+
+/// An `alert` record for a flood or scan (with a `ddos` or `scan` object).
+pub fn ddos_record(ev: &crate::ddos::DdosEvent) -> Value {
+    use crate::ddos::{DdosEvent, ScanKind};
+    let mut rec = Map::new();
+    match ev {
+        DdosEvent::Flood(f) => {
+            let names: Vec<&str> = f.vectors.iter().map(|(v, _)| v.name()).collect();
+            let ts = Timestamp::new(f.window_start + f.window_secs, 0);
+            rec.insert("timestamp".into(), Value::String(ts.to_eve()));
+            rec.insert("event_type".into(), Value::String("alert".into()));
+            if let Some((src, _)) = f.top_sources.first() {
+                rec.insert("src_ip".into(), Value::String(ip_string(*src)));
+            }
+            rec.insert("dest_ip".into(), Value::String(ip_string(f.victim)));
+            rec.insert(
+                "alert".into(),
+                json!({
+                    "action": "allowed",
+                    "gid": CANH_GID,
+                    "signature_id": SID_FLOOD,
+                    "rev": 1,
+                    "signature": format!("CANH DDOS {} against {}", names.join(","), f.victim),
+                    "category": "Attempted Denial of Service",
+                    "severity": 1,
+                }),
+            );
+            let vectors: Vec<Value> = f
+                .vectors
+                .iter()
+                .map(|(v, rate)| {
+                    let unit = if matches!(
+                        v,
+                        crate::ddos::Vector::SynFlood
+                            | crate::ddos::Vector::UdpFlood
+                            | crate::ddos::Vector::IcmpFlood
+                    ) {
+                        "pps"
+                    } else {
+                        "bps"
+                    };
+                    json!({"vector": v.name(), "rate": rate, "unit": unit})
+                })
+                .collect();
+            let tops: Vec<Value> = f
+                .top_sources
+                .iter()
+                .map(|(ip, n)| json!({"ip": ip_string(*ip), "packets": n}))
+                .collect();
+            rec.insert(
+                "ddos".into(),
+                json!({
+                    "victim": ip_string(f.victim),
+                    "vectors": vectors,
+                    "top_sources": tops,
+                    "packets": f.packets,
+                    "bytes": f.bytes,
+                    "window_start": Timestamp::new(f.window_start, 0).to_eve(),
+                    "window_secs": f.window_secs,
+                }),
+            );
+        }
+        DdosEvent::Scan(s) => {
+            let (sid, what) = match s.kind {
+                ScanKind::Horizontal => (SID_HORIZONTAL_SCAN, "horizontal port scan"),
+                ScanKind::Vertical => (SID_VERTICAL_SCAN, "vertical port scan"),
+            };
+            rec.insert(
+                "timestamp".into(),
+                Value::String(Timestamp::new(s.ts, 0).to_eve()),
+            );
+            rec.insert("event_type".into(), Value::String("alert".into()));
+            rec.insert("src_ip".into(), Value::String(ip_string(s.source)));
+            rec.insert("dest_ip".into(), Value::String(ip_string(s.target)));
+            rec.insert(
+                "alert".into(),
+                json!({
+                    "action": "allowed",
+                    "gid": CANH_GID,
+                    "signature_id": sid,
+                    "rev": 1,
+                    "signature": format!("CANH SCAN {what} from {}", s.source),
+                    "category": "Detection of a Network Scan",
+                    "severity": 2,
+                }),
+            );
+            rec.insert(
+                "scan".into(),
+                json!({
+                    "kind": s.kind.name(),
+                    "source": ip_string(s.source),
+                    "target": ip_string(s.target),
+                    "hosts": s.hosts,
+                    "ports": s.ports,
+                }),
+            );
+        }
     }
     Value::Object(rec)
 }

@@ -175,6 +175,8 @@ pub struct Flow {
     pub held_bytes: [usize; 2],
     /// Application events logged for this flow.
     pub app_events: u64,
+    /// Signature state (flowbits, alerted).
+    pub detect: crate::rules::FlowDetect,
 }
 
 impl Flow {
@@ -447,6 +449,7 @@ pub fn new_flow(
         held: [VecDeque::new(), VecDeque::new()],
         held_bytes: [0; 2],
         app_events: 0,
+        detect: crate::rules::FlowDetect::default(),
     }
 }
 

@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+pub mod blocklist;
 pub mod capture;
 pub mod community_id;
+pub mod ddos;
 pub mod decode;
 pub mod defrag;
 pub mod eve;
 pub mod flow;
 pub mod proto;
+pub mod rules;
 pub mod sensor;
 pub mod stream;
 

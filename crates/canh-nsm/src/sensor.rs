@@ -1,7 +1,9 @@
 //! The sensor engine: packets in, EVE records out.
 
 use crate::NsmError;
+use crate::blocklist::BlockList;
 use crate::community_id::community_id_v1;
+use crate::ddos::{DdosConfig, DdosDetector, DdosEvent, DdosStats, PacketMeta};
 use crate::decode::{
     self, Frame, Ip, LinkInfo, LinkType, Timestamp, Transport as L4, decode_frame,
     decode_gre_inner, decode_transport, tcp_flags,
@@ -10,11 +12,15 @@ use crate::defrag::{Defrag, DefragOutcome, DefragStats};
 use crate::eve;
 use crate::flow::{EndReason, Flow, FlowKey, FlowStats, FlowTable, Timeouts, new_flow};
 use crate::proto::{AppEvent, Direction, PROTOCOLS, ParseResult, Probe, Transport};
+use crate::rules::buffers::AppData;
+use crate::rules::engine::{FlowInfo, PacketInfo};
+use crate::rules::{Alert, AppProto, DetectState, RuleSet};
 use crate::stream::Chunk;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Bytes kept per direction while detecting the protocol.
 const DETECT_BUFFER: usize = 4096;
@@ -42,6 +48,10 @@ pub struct SensorConfig {
     pub stats_record: bool,
     /// Also treat this UDP port as VXLAN.
     pub vxlan_port: u16,
+    /// Scan and flood detection (`None`: off).
+    pub ddos: Option<DdosConfig>,
+    /// Seconds a block-list entry stays after its source was last seen.
+    pub block_ttl_secs: i64,
 }
 
 impl Default for SensorConfig {
@@ -56,6 +66,8 @@ impl Default for SensorConfig {
             community_id_seed: 0,
             stats_record: true,
             vxlan_port: decode::VXLAN_PORT,
+            ddos: Some(DdosConfig::default()),
+            block_ttl_secs: 3600,
         }
     }
 }
@@ -93,6 +105,12 @@ pub struct SensorStats {
     pub tcp_gaps: u64,
     /// The capture ended in the middle of a block.
     pub truncated_capture: bool,
+    /// Scan/flood detector counters.
+    pub ddos: DdosStats,
+    /// Sources of detected scans and floods.
+    pub blocklist: BlockList,
+    /// Threshold entries dropped because the table was full.
+    pub threshold_evictions: u64,
 }
 
 /// The network sensor engine.
@@ -106,6 +124,11 @@ pub struct Sensor<W: Write> {
     last_expire: i64,
     pcap_cnt: u64,
     scratch: Vec<AppEvent>,
+    rules: Option<Arc<RuleSet>>,
+    detect: DetectState,
+    alerts: Vec<Alert>,
+    ddos: Option<DdosDetector>,
+    ddos_events: Vec<DdosEvent>,
 }
 
 /// What the current packet contributes to its flow.
@@ -122,17 +145,32 @@ struct PacketView<'a> {
 impl<W: Write> Sensor<W> {
     /// A sensor writing EVE lines to `out`.
     pub fn new(cfg: SensorConfig, out: W) -> Self {
+        let block_ttl = cfg.block_ttl_secs;
         Self {
             flows: FlowTable::new(cfg.flow_memcap),
             defrag: Defrag::new(cfg.defrag_max, 60),
-            cfg,
             out,
-            stats: SensorStats::default(),
             last_ts: Timestamp::default(),
             last_expire: i64::MIN,
             pcap_cnt: 0,
             scratch: Vec::new(),
+            rules: None,
+            detect: DetectState::default(),
+            alerts: Vec::new(),
+            ddos: cfg.ddos.clone().map(DdosDetector::new),
+            ddos_events: Vec::new(),
+            cfg,
+            stats: SensorStats {
+                blocklist: BlockList::with_ttl(block_ttl),
+                ..SensorStats::default()
+            },
         }
+    }
+
+    /// Matches these signatures on every packet and application event (EVE `alert`).
+    pub fn with_rules(mut self, rules: Arc<RuleSet>) -> Self {
+        self.rules = Some(rules);
+        self
     }
 
     /// Time of the last packet.
@@ -307,6 +345,27 @@ impl<W: Write> Sensor<W> {
             L4::Udp { sport, dport, .. } | L4::Sctp { sport, dport } => (sport, dport),
             _ => (0, 0),
         };
+        if let Some(det) = self.ddos.as_mut() {
+            let flags = match pkt.l4 {
+                L4::Tcp(t) => t.flags,
+                _ => 0,
+            };
+            let meta = PacketMeta {
+                ts: pkt.ts.secs,
+                src: pkt.src,
+                dst: pkt.dst,
+                proto: pkt.proto,
+                sport,
+                dport,
+                flags,
+                len: pkt.wire_len,
+            };
+            self.ddos_events.clear();
+            det.observe(&meta, &mut self.ddos_events);
+            if !self.ddos_events.is_empty() {
+                self.write_ddos(pkt.ts.secs)?;
+            }
+        }
         let vlans = pkt.link.vlans;
         let key = FlowKey::new(pkt.src, sport, pkt.dst, dport, pkt.proto, vlans);
         if self.flows.get_mut(&key).is_none() {
@@ -371,8 +430,57 @@ impl<W: Write> Sensor<W> {
             }
             _ => {}
         }
+        let mut alert_recs = Vec::new();
+        if let Some(rules) = &self.rules {
+            let (payload, tcp_flags, icmp) = match pkt.l4 {
+                L4::Tcp(t) => (t.payload, Some(t.flags), None),
+                L4::Udp { payload, .. } => (payload, None, None),
+                L4::Icmp {
+                    itype,
+                    code,
+                    payload,
+                    ..
+                } => (payload, None, Some((itype, code))),
+                _ => (&[][..], None, None),
+            };
+            let info = PacketInfo {
+                ts_secs: pkt.ts.secs,
+                src: pkt.src,
+                dst: pkt.dst,
+                sport,
+                dport,
+                proto: pkt.proto,
+                dir,
+                established: flow.state() != crate::flow::FlowState::New,
+                first_in_dir: flow.pkts[i] == 1,
+                payload,
+                tcp_flags,
+                icmp,
+                app: flow.app.proto.and_then(|p| app_proto_of(p.app_proto())),
+            };
+            self.alerts.clear();
+            rules
+                .engine
+                .match_packet(&mut self.detect, &info, &mut flow.detect, &mut self.alerts);
+            for a in &self.alerts {
+                if let Some(rule) = rules.engine.rules.get(a.rule as usize) {
+                    alert_recs.push(eve::alert_record(
+                        pkt.ts,
+                        self.pcap_cnt,
+                        flow,
+                        dir,
+                        rules,
+                        rule,
+                        None,
+                    ));
+                }
+            }
+        }
         let closed = pkt.proto == 6 && flow.state() == crate::flow::FlowState::Closed;
         let ts = pkt.ts;
+        for rec in &alert_recs {
+            self.write(rec)?;
+        }
         self.emit_app(ts, &key, &mut events, &anomalies)?;
         self.scratch = events;
         if closed {
@@ -445,6 +553,14 @@ impl<W: Write> Sensor<W> {
         if let Some(flow) = self.flows.get_mut(key) {
             flow.app_events += events.len() as u64;
             for ev in events.drain(..) {
+                if let Some(rules) = &self.rules {
+                    let parts = DetectParts {
+                        rules,
+                        detect: &mut self.detect,
+                        alerts: &mut self.alerts,
+                    };
+                    detect_app(parts, ts, self.pcap_cnt, flow, &ev, &mut recs);
+                }
                 recs.push(eve::app_record(ts, self.pcap_cnt, flow, ev));
             }
             for a in anomalies {
@@ -482,8 +598,19 @@ impl<W: Write> Sensor<W> {
         }
         let ts = flow.end;
         for ev in events {
-            let rec = eve::app_record(ts, 0, &flow, ev);
-            self.write(&rec)?;
+            let mut recs = Vec::new();
+            if let Some(rules) = &self.rules {
+                let parts = DetectParts {
+                    rules,
+                    detect: &mut self.detect,
+                    alerts: &mut self.alerts,
+                };
+                detect_app(parts, ts, 0, &mut flow, &ev, &mut recs);
+            }
+            recs.push(eve::app_record(ts, 0, &flow, ev));
+            for rec in &recs {
+                self.write(rec)?;
+            }
         }
         for a in anomalies {
             self.stats.app_anomalies += 1;
@@ -499,8 +626,37 @@ impl<W: Write> Sensor<W> {
         self.write(&rec)
     }
 
+    fn write_ddos(&mut self, now: i64) -> Result<(), NsmError> {
+        let events = std::mem::take(&mut self.ddos_events);
+        for ev in &events {
+            match ev {
+                DdosEvent::Flood(f) => {
+                    for (ip, _) in &f.top_sources {
+                        let reason = f.vectors.first().map_or("flood", |(v, _)| v.name());
+                        self.stats.blocklist.add(*ip, reason, now);
+                    }
+                }
+                DdosEvent::Scan(s) => self.stats.blocklist.add(s.source, s.kind.name(), now),
+            }
+            let rec = eve::ddos_record(ev);
+            self.write(&rec)?;
+        }
+        self.ddos_events = events;
+        self.stats.blocklist.expire(now);
+        Ok(())
+    }
+
     /// Ends every flow (reason `shutdown`), writes the `stats` record and returns the counters.
     pub fn finish(mut self) -> Result<SensorStats, NsmError> {
+        if let Some(det) = self.ddos.as_mut() {
+            self.ddos_events.clear();
+            det.close_window(&mut self.ddos_events);
+            self.stats.ddos = det.stats;
+            if !self.ddos_events.is_empty() {
+                self.write_ddos(self.last_ts.secs)?;
+            }
+        }
+        self.stats.threshold_evictions = self.detect.threshold_evictions;
         for flow in self.flows.drain_all() {
             self.end_flow(flow, EndReason::Shutdown)?;
         }
@@ -549,8 +705,81 @@ impl<W: Write> Sensor<W> {
                     "gaps": s.tcp_gaps,
                 },
                 "app_layer": { "anomalies": s.app_anomalies },
+                "detect": {
+                    "alerts": s.events.get("alert").copied().unwrap_or(0),
+                    "threshold_evictions": s.threshold_evictions,
+                },
+                "ddos": {
+                    "destinations_dropped": s.ddos.destinations_dropped,
+                    "destinations_evicted": s.ddos.destinations_evicted,
+                    "sources_dropped": s.ddos.sources_dropped,
+                    "source_replacements": s.ddos.source_replacements,
+                    "peak_destinations": s.ddos.peak_destinations,
+                    "peak_sources": s.ddos.peak_sources,
+                    "blocklist": s.blocklist.len(),
+                },
             }
         })
+    }
+}
+
+/// The detection fields of a sensor, borrowed together.
+struct DetectParts<'a> {
+    rules: &'a RuleSet,
+    detect: &'a mut DetectState,
+    alerts: &'a mut Vec<Alert>,
+}
+
+fn app_proto_of(name: &str) -> Option<AppProto> {
+    match name {
+        "http" => Some(AppProto::Http),
+        "dns" => Some(AppProto::Dns),
+        "tls" => Some(AppProto::Tls),
+        _ => None,
+    }
+}
+
+/// Runs application rules on one event and appends the alert records.
+fn detect_app(
+    parts: DetectParts<'_>,
+    ts: Timestamp,
+    pcap_cnt: u64,
+    flow: &mut Flow,
+    ev: &AppEvent,
+    recs: &mut Vec<Value>,
+) {
+    let Some(proto) = app_proto_of(ev.event_type) else {
+        return;
+    };
+    let data = AppData {
+        proto,
+        body: &ev.body,
+        http: ev.http.as_deref(),
+        direction: ev.direction,
+    };
+    let info = FlowInfo {
+        ts_secs: ts.secs,
+        client: flow.client,
+        server: flow.server,
+        established: flow.state() != crate::flow::FlowState::New,
+    };
+    parts.alerts.clear();
+    parts
+        .rules
+        .engine
+        .match_app(parts.detect, &data, &info, &mut flow.detect, parts.alerts);
+    for a in parts.alerts.iter() {
+        if let Some(rule) = parts.rules.engine.rules.get(a.rule as usize) {
+            recs.push(eve::alert_record(
+                ts,
+                pcap_cnt,
+                flow,
+                a.dir,
+                parts.rules,
+                rule,
+                Some((ev.event_type, &ev.body)),
+            ));
+        }
     }
 }
 

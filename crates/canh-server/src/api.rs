@@ -17,6 +17,97 @@ use std::sync::Arc;
 /// Most hits one search page returns.
 pub const MAX_LIMIT: usize = 10_000;
 
+/// Who is searching: the local command line (every event) or a logged-in user, whose agency
+/// scope limits the events to those of their agencies.
+pub struct Reader {
+    /// `organization.id` values the caller may see; `None` = all.
+    pub agencies: Option<Vec<String>>,
+}
+
+impl Reader {
+    /// The caller's query restricted to their agencies; `None` when they see no agency at all.
+    pub fn scoped(&self, query: canh_core::query::Expr) -> Option<canh_core::query::Expr> {
+        use canh_core::query::Expr;
+        match &self.agencies {
+            None => Some(query),
+            Some(codes) if codes.is_empty() => None,
+            Some(codes) => {
+                let allowed = Expr::Or(
+                    codes
+                        .iter()
+                        .map(|c| Expr::Term {
+                            field: Some("organization.id".into()),
+                            value: c.clone(),
+                        })
+                        .collect(),
+                );
+                Some(Expr::And(vec![allowed, query]))
+            }
+        }
+    }
+
+    /// A 403 answer unless the caller sees every agency (SQL and dead letters cannot be
+    /// scoped).
+    fn refuse_scoped(&self) -> Option<Response> {
+        self.agencies.is_some().then(|| {
+            api_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs access to every agency",
+            )
+        })
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(t) = bearer
+            && constant_time_eq(t.as_bytes(), st.local_token.as_bytes())
+        {
+            return Ok(Reader { agencies: None });
+        }
+        let user = crate::soar::auth::AuthUser::from_request_parts(parts, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(ids) = user.scope else {
+            return Ok(Reader { agencies: None });
+        };
+        let mut codes = Vec::with_capacity(ids.len());
+        for id in ids {
+            match st.soar.soar.agency(id).await {
+                Ok(a) => codes.push(a.code),
+                Err(e) => tracing::warn!(agency = id, error = %e, "agency in scope not found"),
+            }
+        }
+        Ok(Reader {
+            agencies: Some(codes),
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn empty_scope(kind: &str) -> Response {
+    match kind {
+        "count" => axum::Json(json!({"buckets": []})).into_response(),
+        "histogram" => axum::Json(json!({"buckets": []})).into_response(),
+        _ => axum::Json(json!({"total": 0, "hits": [], "next_cursor": null})).into_response(),
+    }
+}
+
 /// Routes of the search API.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -79,12 +170,19 @@ pub fn range_and_query(
     Ok((expr, from, to))
 }
 
-async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
+async fn search(
+    State(st): State<Arc<AppState>>,
+    reader: Reader,
+    Query(p): Query<SearchParams>,
+) -> Response {
     let (query, from, to) =
         match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
             Ok(r) => r,
             Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
         };
+    let Some(query) = reader.scoped(query) else {
+        return empty_scope("search");
+    };
     let cursor = match p.cursor.as_deref().map(str::parse::<Cursor>).transpose() {
         Ok(c) => c,
         Err(e) => return store_error(&e),
@@ -127,12 +225,19 @@ async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) 
     }
 }
 
-async fn count(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
+async fn count(
+    State(st): State<Arc<AppState>>,
+    reader: Reader,
+    Query(p): Query<SearchParams>,
+) -> Response {
     let (query, from, to) =
         match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
             Ok(r) => r,
             Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
         };
+    let Some(query) = reader.scoped(query) else {
+        return empty_scope("count");
+    };
     let Some(field) = p.field else {
         return api_error(
             StatusCode::BAD_REQUEST,
@@ -174,12 +279,19 @@ pub fn parse_interval(s: &str) -> Option<chrono::Duration> {
     .filter(|d| *d > chrono::Duration::zero())
 }
 
-async fn histogram(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
+async fn histogram(
+    State(st): State<Arc<AppState>>,
+    reader: Reader,
+    Query(p): Query<SearchParams>,
+) -> Response {
     let (query, from, to) =
         match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
             Ok(r) => r,
             Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
         };
+    let Some(query) = reader.scoped(query) else {
+        return empty_scope("histogram");
+    };
     let interval = match p.interval.as_deref() {
         None => {
             // About 60 buckets over the range, at least one second each.
@@ -214,7 +326,14 @@ struct SqlBody {
     query: String,
 }
 
-async fn sql(State(st): State<Arc<AppState>>, axum::Json(body): axum::Json<SqlBody>) -> Response {
+async fn sql(
+    State(st): State<Arc<AppState>>,
+    reader: Reader,
+    axum::Json(body): axum::Json<SqlBody>,
+) -> Response {
+    if let Some(r) = reader.refuse_scoped() {
+        return r;
+    }
     let started = std::time::Instant::now();
     let res = st.pipeline.store().sql(&body.query).await;
     st.metrics.set(
@@ -235,7 +354,14 @@ async fn sql(State(st): State<Arc<AppState>>, axum::Json(body): axum::Json<SqlBo
     }
 }
 
-async fn dead_letters(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Response {
+async fn dead_letters(
+    State(st): State<Arc<AppState>>,
+    reader: Reader,
+    Query(p): Query<SearchParams>,
+) -> Response {
+    if let Some(r) = reader.refuse_scoped() {
+        return r;
+    }
     let (query, from, to) =
         match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
             Ok(r) => r,

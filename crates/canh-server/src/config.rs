@@ -31,7 +31,7 @@ pub struct ServerConfig {
     /// Syslog address, listened on for both UDP and TCP (LF framing or RFC 6587 octet counting).
     /// Empty disables syslog.
     pub syslog: Option<SocketAddr>,
-    /// Syslog over TLS (RFC 5425). Needs `tls_cert` and `tls_key`.
+    /// Syslog over TLS (RFC 5425), with `tls_cert`/`tls_key` or the generated certificate.
     pub syslog_tls: Option<SocketAddr>,
     /// GELF over UDP (chunked, zlib/gzip).
     pub gelf_udp: Option<SocketAddr>,
@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS listeners.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for client certificates on TLS listeners. When set, clients are
+    /// asked for a certificate; one that is presented must chain to this CA, and its name can
+    /// give the agency (`ingest.agency_clients`). Clients without a certificate are accepted.
+    pub tls_client_ca: Option<PathBuf>,
     /// Largest accepted message (syslog line, NDJSON line, GELF message), in bytes; larger ones
     /// go to the dead-letter store.
     pub max_message_bytes: usize,
@@ -48,6 +52,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest batch written to the WAL at once.
     pub batch_max_events: usize,
+    /// Serve HTTP over TLS. With no `tls_cert`/`tls_key`, a self-signed certificate is made
+    /// once and kept under `<data-dir>/tls/`.
+    pub http_tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,9 +67,11 @@ impl Default for ServerConfig {
             gelf_tcp: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             max_message_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             batch_max_events: 4096,
+            http_tls: true,
         }
     }
 }
@@ -76,6 +85,10 @@ pub struct IngestConfig {
     /// Agencies by sender address: the first range that holds the peer's address gives
     /// `organization.id` when the event does not carry one.
     pub agency_ranges: Vec<AgencyRange>,
+    /// Agencies by TLS client certificate: a verified certificate whose subject common name or
+    /// DNS name equals `identity` gives `organization.id`. An authenticated sender cannot speak
+    /// for another agency, so this wins over a value the event carries.
+    pub agency_clients: Vec<AgencyClient>,
     /// Agency for events whose sender matches no range and that carry none.
     pub default_agency: Option<String>,
     /// Log files to follow (`[[ingest.files]]`), with checkpoints and rotation.
@@ -89,6 +102,7 @@ impl Default for IngestConfig {
         Self {
             keep_original: true,
             agency_ranges: Vec::new(),
+            agency_clients: Vec::new(),
             default_agency: None,
             files: Vec::new(),
             file_poll_ms: 250,
@@ -106,6 +120,16 @@ pub struct AgencyRange {
     pub agency: String,
 }
 
+/// One `[[ingest.agency_clients]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyClient {
+    /// Certificate subject common name or DNS name, e.g. `syslog.so-tt.example.vn`.
+    pub identity: String,
+    /// Agency id, e.g. `so-tt`.
+    pub agency: String,
+}
+
 /// `[detect]`: rules evaluated on every event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -115,6 +139,9 @@ pub struct DetectConfig {
     /// Repeats of one rule on one host within this many seconds are counted, not stored again
     /// (0 keeps every match).
     pub suppress_secs: u64,
+    /// Directory of indicator files (plain lists or `.csv`, one set per file) matched with the
+    /// rules. Sets saved through `/api/v1/indicators` are kept under `<data-dir>/state`.
+    pub indicators_dir: Option<PathBuf>,
 }
 
 impl Default for DetectConfig {
@@ -122,6 +149,7 @@ impl Default for DetectConfig {
         Self {
             rules_dir: None,
             suppress_secs: 60,
+            indicators_dir: None,
         }
     }
 }
@@ -198,11 +226,22 @@ impl Config {
                 ConfigError::Invalid(format!("ingest.agency_ranges: bad CIDR {:?}", r.cidr))
             })?;
         }
-        if self.server.syslog_tls.is_some()
-            && (self.server.tls_cert.is_none() || self.server.tls_key.is_none())
-        {
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::Invalid(
-                "server.syslog_tls needs server.tls_cert and server.tls_key".into(),
+                "server.tls_cert and server.tls_key go together: set both or neither".into(),
+            ));
+        }
+        for c in &self.ingest.agency_clients {
+            if c.identity.trim().is_empty() || c.agency.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "ingest.agency_clients: identity and agency must not be empty".into(),
+                ));
+            }
+        }
+        if !self.ingest.agency_clients.is_empty() && self.server.tls_client_ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "ingest.agency_clients needs server.tls_client_ca to verify client certificates"
+                    .into(),
             ));
         }
         if self.server.max_message_bytes == 0 || self.server.batch_max_events == 0 {

@@ -10,7 +10,10 @@
 use crate::pipeline::EventObserver;
 use crate::soar::SoarState;
 use canh_core::{Event, Severity, fields};
-use canh_detect::{CorrelationAlert, Correlator, Engine, LoadOptions, Match, RuleSet};
+use canh_detect::{
+    CorrelationAlert, Correlator, Engine, Indicator, IndicatorMatch, IndicatorSet, LoadOptions,
+    Match, RuleSet,
+};
 use canh_store::Store;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -75,6 +78,42 @@ impl Detector {
         det
     }
 
+    /// The engine (shared: indicator sets set on a clone apply here too).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads the indicator sets saved through the API (`<data-dir>/state/indicators/*.csv`)
+    /// and, when given, every `.csv`/`.txt`/`.list` file of `dir` (one set per file, named
+    /// after the file).
+    pub fn load_indicator_files(&self, data_dir: &Path, dir: Option<&Path>) {
+        let mut dirs = vec![data_dir.join("state").join("indicators")];
+        dirs.extend(dir.map(Path::to_path_buf));
+        for d in dirs {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|e| e == "csv" || e == "txt" || e == "list")
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                match IndicatorSet::load_file(&f) {
+                    Ok((set, load)) => {
+                        info!(set = set.name(), loaded = load.loaded, refused = load.refused.len(), file = %f.display(), "indicator set loaded");
+                        self.engine.set_indicators(set);
+                    }
+                    Err(e) => warn!(error = %e, "indicator file skipped"),
+                }
+            }
+        }
+    }
+
     async fn process(&self, events: Vec<Event>) {
         let mut alerts = Vec::new();
         if let Ok(mut pending) = self.pending_loss.lock()
@@ -85,7 +124,12 @@ impl Detector {
         let mut correlation_changed = false;
         for ev in &events {
             let mut matches = Vec::new();
-            self.engine.for_each_match(ev, |m| matches.push(m));
+            let mut iocs = Vec::new();
+            self.engine
+                .evaluate(ev, |m| matches.push(m), |i| iocs.push(i));
+            for i in &iocs {
+                alerts.push(indicator_alert(i, ev));
+            }
             for m in matches {
                 if !self.engine.ruleset().correlations().is_empty() {
                     if let Ok(mut c) = self.correlator.lock() {
@@ -113,7 +157,15 @@ impl Detector {
         }
         if let Some(soar) = &self.soar {
             for a in &alerts {
-                if let Err(e) = soar.record_alert(to_new_alert(a)).await {
+                let mut alert = to_new_alert(a);
+                // The event's agency code names the agency in the triage queue, so that the
+                // agency's own viewers see it.
+                if let Some(code) = a.get_str(fields::ORGANIZATION_ID)
+                    && let Ok(agency) = soar.soar.agency_by_code(code).await
+                {
+                    alert.agency_id = Some(agency.id);
+                }
+                if let Err(e) = soar.record_alert(alert).await {
                     warn!(error = %e, "alert not recorded in the triage queue");
                 }
             }
@@ -204,6 +256,32 @@ fn base_alert(
     a.set_opt("rule.level", level);
     a.set("canh.alert.severity", severity.as_str());
     a.set(fields::CANH_SOURCE, "detect");
+    a
+}
+
+fn indicator_alert(i: &IndicatorMatch, ev: &Event) -> Event {
+    let title = format!("Indicator match: {} ({})", i.set, i.field);
+    let mut a = base_alert(ev.timestamp, None, &title, Some("high"), Severity::High);
+    a.set("rule.ruleset", "indicators");
+    a.set("threat.indicator.name", i.indicator.clone());
+    a.set(
+        "threat.indicator.type",
+        serde_json::to_value(i.kind).unwrap_or_default(),
+    );
+    a.set("threat.feed.name", i.set.clone());
+    a.set("threat.indicator.matched.field", i.field.clone());
+    for f in [
+        fields::HOST_NAME,
+        fields::ORGANIZATION_ID,
+        fields::USER_NAME,
+    ] {
+        if let Some(v) = ev.fields.get(f) {
+            a.set(f, v.clone());
+        }
+    }
+    if let Ok(v) = serde_json::to_value(ev) {
+        a.set("canh.alert.event", v);
+    }
     a
 }
 
@@ -308,5 +386,191 @@ fn to_new_alert(a: &Event) -> canh_soar::NewAlert {
 impl EventObserver for Detector {
     fn observe(&self, events: Vec<Event>) -> crate::pipeline::BoxFuture<'_, ()> {
         Box::pin(self.process(events))
+    }
+}
+
+/// State of the `/api/v1/indicators` routes.
+#[derive(Clone)]
+pub struct IndicatorApi {
+    soar: SoarState,
+    /// The live engine; `None` when live detection is off.
+    engine: Option<Engine>,
+    /// Where sets saved through the API are kept.
+    dir: PathBuf,
+}
+
+impl axum::extract::FromRef<IndicatorApi> for SoarState {
+    fn from_ref(s: &IndicatorApi) -> SoarState {
+        s.soar.clone()
+    }
+}
+
+/// Body of `PUT /api/v1/indicators/{name}`.
+#[derive(serde::Deserialize)]
+struct PutSet {
+    indicators: Vec<Indicator>,
+}
+
+/// `GET /api/v1/indicators` (sets and their counts), `PUT /api/v1/indicators/{name}` (replace
+/// a set; JSON `{"indicators": [{"value", "type"?, "expires"?}]}`; saved under
+/// `<data-dir>/state/indicators/` and reloaded at start), `DELETE /api/v1/indicators/{name}`.
+pub fn indicators_router(soar: SoarState, engine: Option<Engine>, data_dir: &Path) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/api/v1/indicators", get(list_sets))
+        .route(
+            "/api/v1/indicators/{name}",
+            axum::routing::put(put_set).delete(delete_set),
+        )
+        .with_state(IndicatorApi {
+            soar,
+            engine,
+            dir: data_dir.join("state").join("indicators"),
+        })
+}
+
+type ApiResult = Result<axum::response::Response, axum::response::Response>;
+
+fn api_err(code: axum::http::StatusCode, msg: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (code, axum::Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+fn detection_off() -> axum::response::Response {
+    api_err(
+        axum::http::StatusCode::CONFLICT,
+        "live detection is off (set detect.rules_dir)",
+    )
+}
+
+async fn list_sets(
+    axum::extract::State(st): axum::extract::State<IndicatorApi>,
+    user: crate::soar::auth::AuthUser,
+) -> ApiResult {
+    use axum::response::IntoResponse;
+    user.require_agency(None)
+        .map_err(IntoResponse::into_response)?;
+    let sets: Vec<serde_json::Value> = st
+        .engine
+        .as_ref()
+        .map(Engine::indicator_sets)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name(), "counts": s.counts() }))
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "sets": sets })).into_response())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+async fn put_set(
+    axum::extract::State(st): axum::extract::State<IndicatorApi>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    user: crate::soar::auth::AuthUser,
+    axum::Json(body): axum::Json<PutSet>,
+) -> ApiResult {
+    use axum::response::IntoResponse;
+    user.require_write().map_err(IntoResponse::into_response)?;
+    let engine = st.engine.as_ref().ok_or_else(detection_off)?;
+    if !valid_name(&name) {
+        return Err(api_err(
+            axum::http::StatusCode::BAD_REQUEST,
+            "a set name is 1-64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let mut set = IndicatorSet::new(name.clone());
+    let mut csv = String::from("indicator,type,expires\n");
+    let mut refused = Vec::new();
+    let mut loaded = 0usize;
+    for (i, ind) in body.indicators.iter().enumerate() {
+        match set.insert(ind) {
+            Ok(()) => {
+                loaded += 1;
+                let kind = ind
+                    .kind
+                    .or_else(|| canh_detect::IndicatorKind::guess(&ind.value))
+                    .and_then(|k| serde_json::to_value(k).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let expires = ind.expires.map(|t| t.to_rfc3339()).unwrap_or_default();
+                csv.push_str(&format!(
+                    "\"{}\",{kind},{expires}\n",
+                    ind.value.trim().replace('"', "\"\"")
+                ));
+            }
+            Err(e) => refused.push(serde_json::json!({ "index": i, "reason": e })),
+        }
+    }
+    let path = st.dir.join(format!("{name}.csv"));
+    let saved = std::fs::create_dir_all(&st.dir).and_then(|()| std::fs::write(&path, csv));
+    if let Err(e) = saved {
+        warn!(error = %e, path = %path.display(), "indicator set not saved");
+        return Err(api_err(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the set could not be saved",
+        ));
+    }
+    engine.set_indicators(set);
+    info!(set = %name, loaded, by = %user.user.name, "indicator set replaced");
+    Ok(
+        axum::Json(serde_json::json!({ "name": name, "loaded": loaded, "refused": refused }))
+            .into_response(),
+    )
+}
+
+async fn delete_set(
+    axum::extract::State(st): axum::extract::State<IndicatorApi>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    user: crate::soar::auth::AuthUser,
+) -> ApiResult {
+    use axum::response::IntoResponse;
+    user.require_write().map_err(IntoResponse::into_response)?;
+    let engine = st.engine.as_ref().ok_or_else(detection_off)?;
+    if !valid_name(&name) || !engine.remove_indicators(&name) {
+        return Err(api_err(axum::http::StatusCode::NOT_FOUND, "no such set"));
+    }
+    let _ = std::fs::remove_file(st.dir.join(format!("{name}.csv")));
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indicator_hits_become_high_alerts_naming_set_and_field() {
+        let mut ev = Event::new(Utc::now());
+        ev.set(fields::HOST_NAME, "ws01");
+        ev.set("winlog.event_data.DestinationIp", "203.0.113.9");
+        let hit = IndicatorMatch {
+            set: "feed-a".into(),
+            kind: canh_detect::IndicatorKind::Ip,
+            field: "winlog.event_data.DestinationIp".into(),
+            indicator: "203.0.113.0/24".into(),
+        };
+        let a = indicator_alert(&hit, &ev);
+        assert_eq!(a.get_str("canh.alert.severity"), Some("high"));
+        assert_eq!(a.get_str("threat.feed.name"), Some("feed-a"));
+        assert_eq!(a.get_str("threat.indicator.type"), Some("ip"));
+        assert_eq!(
+            a.get_str("threat.indicator.matched.field"),
+            Some("winlog.event_data.DestinationIp")
+        );
+        assert_eq!(a.get_str(fields::HOST_NAME), Some("ws01"));
+    }
+
+    #[test]
+    fn set_names_cannot_escape_the_state_directory() {
+        assert!(valid_name("feed-a_1.v2"));
+        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
     }
 }

@@ -17,6 +17,17 @@ pub struct AppState {
     pub config: crate::Config,
     /// The ingest pipeline (and through it the store).
     pub pipeline: Arc<Pipeline>,
+    /// Incident handling: users, sessions and agencies (the search API's login and scope).
+    pub soar: crate::soar::SoarState,
+    /// Bearer token of the local command line, written to `<data-dir>/server.token` (mode
+    /// 0600): whoever can read the data directory can already read every event.
+    pub local_token: String,
+}
+
+impl axum::extract::FromRef<Arc<AppState>> for crate::soar::SoarState {
+    fn from_ref(st: &Arc<AppState>) -> Self {
+        st.soar.clone()
+    }
 }
 
 /// The node's HTTP router.

@@ -256,6 +256,7 @@ async fn bulk(
                     bytes: Ok(doc.to_vec()),
                     parser,
                     many: false,
+                    agency: None,
                 });
             }
             "update" => {
@@ -458,6 +459,7 @@ async fn otlp_logs(
         bytes: Ok(body),
         parser,
         many: true,
+        agency: None,
     };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {
@@ -498,6 +500,7 @@ async fn hec_event(
         bytes: Ok(body),
         parser,
         many: true,
+        agency: None,
     };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {
@@ -543,6 +546,7 @@ fn line_frames(
             bytes: Ok(l.to_vec()),
             parser,
             many: false,
+            agency: None,
         })
         .collect()
 }
@@ -571,6 +575,7 @@ async fn gelf_http(
         bytes,
         parser,
         many: false,
+        agency: None,
     };
     match st.pipeline.ingest(vec![frame]).await {
         Ok(outcomes) => match outcomes.first() {

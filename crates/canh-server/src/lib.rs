@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod http;
 pub mod ingest_http;
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod soar;
 pub mod sources;
 pub mod tail;
+pub mod tls;
 
 pub use config::Config;
 pub use node::Node;

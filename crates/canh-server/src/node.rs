@@ -17,6 +17,8 @@ use tracing::info;
 pub struct Node {
     /// HTTP address.
     pub http: SocketAddr,
+    /// Base URL of the HTTP port (`https://…` when `server.http_tls` is on).
+    pub url: String,
     /// Syslog address (UDP and TCP share the port).
     pub syslog: Option<SocketAddr>,
     /// Syslog over TLS.
@@ -61,6 +63,7 @@ impl Node {
         let soar = crate::soar::SoarState::open(data_dir, &cfg.soar)
             .await
             .context("opening the incident database")?;
+        let mut live_engine = None;
         if let Some(rules) = &cfg.detect.rules_dir {
             let detector = crate::detect::Detector::load(
                 rules,
@@ -70,6 +73,8 @@ impl Node {
                 cfg.detect.suppress_secs,
                 Arc::clone(&metrics),
             );
+            detector.load_indicator_files(data_dir, cfg.detect.indicators_dir.as_deref());
+            live_engine = Some(detector.engine().clone());
             pipeline.add_observer(Arc::new(detector));
         }
         let agents = if cfg.agents.enabled {
@@ -131,13 +136,26 @@ impl Node {
             info!(address = %bound, "syslog listening on udp and tcp");
             syslog = Some(bound);
         }
+        let tls_files = if cfg.server.syslog_tls.is_some() || cfg.server.http_tls {
+            Some(crate::tls::cert_and_key(
+                data_dir,
+                cfg.server.tls_cert.as_deref(),
+                cfg.server.tls_key.as_deref(),
+                Some(cfg.server.http.ip()),
+            )?)
+        } else {
+            None
+        };
         let mut syslog_tls = None;
-        if let (Some(addr), Some(cert), Some(key)) = (
-            cfg.server.syslog_tls,
-            &cfg.server.tls_cert,
-            &cfg.server.tls_key,
-        ) {
-            let acceptor = sources::tls_acceptor(cert, key)?;
+        if let (Some(addr), Some((cert, key))) = (cfg.server.syslog_tls, &tls_files) {
+            let acceptor =
+                crate::tls::acceptor(cert, key, cfg.server.tls_client_ca.as_deref(), &[])?;
+            let clients: std::collections::HashMap<String, Arc<str>> = cfg
+                .ingest
+                .agency_clients
+                .iter()
+                .map(|c| (c.identity.clone(), Arc::from(c.agency.as_str())))
+                .collect();
             let tcp = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding syslog tls {addr}"))?;
@@ -149,6 +167,7 @@ impl Node {
                 Arc::clone(&pipeline),
                 max_len,
                 batch,
+                Arc::new(clients),
             )));
         }
         let mut gelf_udp = None;
@@ -181,28 +200,61 @@ impl Node {
             .await
             .with_context(|| format!("binding http {}", cfg.server.http))?;
         let http = http_listener.local_addr()?;
+        let local_token = write_local_token(data_dir)?;
         let state = Arc::new(AppState {
             metrics,
             config: cfg,
             pipeline,
+            soar: soar.clone(),
+            local_token,
         });
-        let app = router(Arc::clone(&state)).merge(crate::soar::router(soar.clone()));
+        let mut app = router(Arc::clone(&state))
+            .merge(crate::soar::router(soar.clone()))
+            .merge(crate::console::router(Arc::clone(&state), soar.clone()))
+            .merge(crate::detect::indicators_router(
+                soar.clone(),
+                live_engine,
+                data_dir,
+            ));
+        if let Some(a) = &agents {
+            app = app.merge(crate::agents::api::router(
+                a.clone(),
+                soar.clone(),
+                Some(state.local_token.clone()),
+            ));
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let https = match (&tls_files, state.config.server.http_tls) {
+            (Some((cert, key)), true) => Some(crate::tls::acceptor(
+                cert,
+                key,
+                state.config.server.tls_client_ca.as_deref(),
+                &[b"http/1.1"],
+            )?),
+            _ => None,
+        };
+        let scheme = if https.is_some() { "https" } else { "http" };
         let http_task = tokio::spawn(async move {
+            let stop = async {
+                let _ = rx.await;
+            };
+            if let Some(acceptor) = https {
+                crate::tls::serve_https(http_listener, acceptor, app, stop).await;
+                return;
+            }
             let serve = axum::serve(
                 http_listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
+            .with_graceful_shutdown(stop);
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "http server failed");
             }
         });
-        info!(address = %http, "http listening (api, console, ingest apis)");
+        info!(address = %http, scheme, "http listening (api, console, ingest apis)");
         Ok(Node {
             http,
+            url: format!("{scheme}://{http}"),
             syslog,
             syslog_tls,
             gelf_udp,
@@ -235,6 +287,34 @@ impl Node {
             .context("flushing the event store")?;
         Ok(())
     }
+}
+
+/// Where the local command line finds its bearer token.
+pub fn local_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("server.token")
+}
+
+/// A fresh random token for the local command line, readable by the owner only.
+fn write_local_token(data_dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = hex::encode(bytes);
+    let path = local_token_path(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(token.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
 }
 
 /// Agent events enter the same pipeline as every other source; the agent's acknowledgement

@@ -27,6 +27,9 @@ pub struct Frame {
     pub parser: Option<&'static dyn LogParser>,
     /// Whether the payload may hold several records (OTLP, HEC batches).
     pub many: bool,
+    /// The agency the sender authenticated as (a mapped TLS client certificate). It wins over
+    /// an `organization.id` the event itself carries and over sender ranges.
+    pub agency: Option<Arc<str>>,
 }
 
 impl Frame {
@@ -38,6 +41,7 @@ impl Frame {
             bytes: Ok(bytes),
             parser: None,
             many: false,
+            agency: None,
         }
     }
 }
@@ -183,6 +187,9 @@ impl Pipeline {
             for r in parsed {
                 match r {
                     Ok(mut ev) => {
+                        if let Some(a) = &frame.agency {
+                            ev.set(fields::ORGANIZATION_ID, &**a);
+                        }
                         self.enrich(&mut ev, frame.peer);
                         events.push(ev);
                         stored += 1;

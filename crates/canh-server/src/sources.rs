@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_rustls::TlsAcceptor;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -76,27 +76,37 @@ pub async fn syslog_tcp(
     accept_loop(listener, "syslog_tcp", |stream, peer| {
         let p = Arc::clone(&pipeline);
         let framer = OctetCounting::new(max_len);
-        read_stream(stream, peer, "syslog_tcp", framer, p, batch_max)
+        read_stream(stream, peer, "syslog_tcp", framer, p, batch_max, None)
     })
     .await;
 }
 
 /// Accepts syslog over TLS (RFC 5425: octet counting; LF framing also read).
+///
+/// `clients` maps a verified client certificate's name (common name or DNS name) to the
+/// agency its events belong to.
 pub async fn syslog_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     pipeline: Arc<Pipeline>,
     max_len: usize,
     batch_max: usize,
+    clients: Arc<std::collections::HashMap<String, Arc<str>>>,
 ) {
     accept_loop(listener, "syslog_tls", |stream, peer| {
         let acceptor = acceptor.clone();
         let p = Arc::clone(&pipeline);
+        let clients = Arc::clone(&clients);
         async move {
             match acceptor.accept(stream).await {
                 Ok(tls) => {
+                    let ids = crate::tls::client_identities(tls.get_ref().1);
+                    let agency = ids.iter().find_map(|n| clients.get(n).cloned());
+                    if !ids.is_empty() {
+                        debug!(peer = %peer, identities = ?ids, agency = ?agency, "tls client");
+                    }
                     let framer = OctetCounting::new(max_len);
-                    read_stream(tls, peer, "syslog_tls", framer, p, batch_max).await;
+                    read_stream(tls, peer, "syslog_tls", framer, p, batch_max, agency).await;
                 }
                 Err(e) => {
                     debug!(error = %e, "tls handshake failed");
@@ -121,7 +131,7 @@ pub async fn gelf_tcp(
         let framer = NulFramer {
             lines: Lines::new(max_len),
         };
-        read_stream(stream, peer, "gelf_tcp", framer, p, batch_max)
+        read_stream(stream, peer, "gelf_tcp", framer, p, batch_max, None)
     })
     .await;
 }
@@ -156,6 +166,7 @@ pub async fn gelf_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, max_len: usize) 
                 bytes: Ok(plain.into_owned()),
                 parser,
                 many: false,
+                agency: None,
             },
             Err(e) => Frame {
                 source: "gelf_udp",
@@ -163,6 +174,7 @@ pub async fn gelf_udp(sock: UdpSocket, pipeline: Arc<Pipeline>, max_len: usize) 
                 bytes: Err(e.to_string()),
                 parser,
                 many: false,
+                agency: None,
             },
         };
         if let Err(e) = pipeline.ingest(vec![frame]).await {
@@ -179,6 +191,7 @@ async fn read_stream<S: AsyncRead + Unpin, F: Framer>(
     mut framer: F,
     pipeline: Arc<Pipeline>,
     batch_max: usize,
+    agency: Option<Arc<str>>,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut out: Vec<FrameResult> = Vec::new();
@@ -214,6 +227,7 @@ async fn read_stream<S: AsyncRead + Unpin, F: Framer>(
                     bytes: r.map_err(|e| e.to_string()),
                     parser,
                     many: false,
+                    agency: agency.clone(),
                 })
                 .collect();
             if let Err(e) = pipeline.ingest(frames).await {
@@ -251,28 +265,4 @@ fn trim_nl(b: &[u8]) -> Vec<u8> {
         end -= 1;
     }
     b[..end].to_vec()
-}
-
-/// Builds a TLS acceptor from PEM files.
-pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
-    use anyhow::Context as _;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .with_context(|| format!("reading certificates from {}", cert.display()))?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("opening {}", key.display()))?,
-    ))
-    .with_context(|| format!("reading private key from {}", key.display()))?
-    .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("tls protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("tls certificate and key do not match")?;
-    info!("tls listener configured");
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }

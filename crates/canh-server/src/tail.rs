@@ -221,6 +221,7 @@ async fn read_new(t: &mut Tailed, pipeline: &Pipeline, max_line: usize) -> std::
                 bytes: Ok(l.to_vec()),
                 parser,
                 many: false,
+                agency: None,
             })
             .collect();
         if let Err(e) = pipeline.ingest(frames).await {

@@ -1,15 +1,22 @@
-//! List-page latency with 10k incidents and 100k alerts (first page, a filtered page, a deep
-//! page, and an agency viewer's scoped page).
+//! List-page latency with 10k open incidents and 1M alerts (first page, a filtered page, a deep
+//! page, and an agency viewer's scoped page), and alert intake throughput (record + dedup +
+//! grouping, one transaction per alert as the detection engine calls it) on that table.
+//! `CANH_BENCH_ALERTS` overrides the alert count.
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failure must stop it loudly
 
 use canh_soar::{
     Actor, AlertFilter, IncidentFilter, NewAgency, ProfileSet, Settings, Soar, SystemClock,
 };
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::Arc;
 
 const INCIDENTS: i64 = 10_000;
-const ALERTS: i64 = 100_000;
+fn alert_count() -> i64 {
+    std::env::var("CANH_BENCH_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 
 async fn populate(soar: &Soar) -> Vec<i64> {
     let sys = Actor::system("bench");
@@ -68,7 +75,7 @@ async fn populate(soar: &Soar) -> Vec<i64> {
         "false_positive",
         "closed",
     ];
-    for i in 0..ALERTS {
+    for i in 0..alert_count() {
         let agency = agencies[(i % agencies.len() as i64) as usize];
         sqlx::query(
             "INSERT INTO alerts (dedup_key, rule_id, rule_title, rule_level, severity, agency_id, \
@@ -137,9 +144,9 @@ fn bench(c: &mut Criterion) {
         };
         b.iter(|| rt.block_on(soar.alerts(&f, None)).unwrap())
     });
-    g.bench_function("alerts_deep_page_after_50k", |b| {
+    g.bench_function("alerts_deep_page_middle", |b| {
         let f = AlertFilter {
-            after: Some(50_000),
+            after: Some(alert_count() / 2),
             ..Default::default()
         };
         b.iter(|| rt.block_on(soar.alerts(&f, None)).unwrap())
@@ -156,6 +163,39 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         };
         b.iter(|| rt.block_on(soar.alerts(&f, None)).unwrap())
+    });
+    g.finish();
+
+    // Intake: 1000 alerts per iteration over 300 rules × 2000 hosts, a tenth of them repeats of
+    // a recent key (folded into a count), the rest new rows joining or opening a group.
+    let mut g = c.benchmark_group("alert_intake");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1000));
+    let mut t = chrono::Utc::now();
+    let mut n: u64 = 0;
+    g.bench_function("record_and_group_1000", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for _ in 0..1000 {
+                    n += 1;
+                    t += chrono::Duration::milliseconds(20);
+                    let repeat = n.is_multiple_of(10);
+                    let k = if repeat { n - 1 } else { n };
+                    let alert = canh_soar::NewAlert {
+                        rule_id: format!("rule-{}", k % 300),
+                        rule_title: "Đăng nhập thất bại nhiều lần".into(),
+                        rule_level: "high".into(),
+                        severity: canh_soar::Severity::High,
+                        agency_id: None,
+                        host: format!("host-{}", k % 2000),
+                        event: serde_json::json!({"event": {"code": "4625"}, "n": k}),
+                        time: t,
+                        dedup_key: Some(format!("rule-{}|host-{}|{k}", k % 300, k % 2000)),
+                    };
+                    soar.record_alert(alert).await.unwrap();
+                }
+            })
+        })
     });
     g.finish();
 }

@@ -11,8 +11,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// Migrations compiled into the binary, so that a node needs no files beside it.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "notify", include_str!("../migrations/0002_notify.sql")),
+    (3, "totp", include_str!("../migrations/0003_totp.sql")),
+];
 
 #[derive(Debug)]
 struct Embedded;

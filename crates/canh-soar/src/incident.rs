@@ -436,7 +436,16 @@ impl Soar {
         )
         .await?;
         self.link_in_tx(&mut tx, actor, id, &new.alert_ids).await?;
+        let queued = if inc.severity >= Severity::High {
+            self.enqueue(&mut tx, &crate::notify::incident_message(&inc))
+                .await?
+        } else {
+            0
+        };
         tx.commit().await?;
+        if queued > 0 {
+            self.wake_sender();
+        }
         Ok(inc)
     }
 
@@ -558,7 +567,23 @@ impl Soar {
             json(&after),
         )
         .await?;
+        let mut queued = if after.severity >= Severity::High && after.severity != before.severity {
+            self.enqueue(&mut tx, &crate::notify::incident_message(&after))
+                .await?
+        } else {
+            0
+        };
         tx.commit().await?;
+        if after.beyond_capacity_at.is_some() && before.beyond_capacity_at.is_none() {
+            // the initial-report draft goes to the roster at once.
+            let draft = self.initial_report_draft(id).await?;
+            let mut tx = self.begin().await?;
+            queued += self.enqueue(&mut tx, &draft.outgoing(&after)).await?;
+            tx.commit().await?;
+        }
+        if queued > 0 {
+            self.wake_sender();
+        }
         Ok(after)
     }
 

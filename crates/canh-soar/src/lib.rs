@@ -8,7 +8,9 @@ mod db;
 pub mod error;
 pub mod evidence;
 pub mod incident;
+pub mod notify;
 pub mod profile;
+pub mod report;
 pub mod user;
 
 pub use agency::{Agency, Contact, NewAgency};
@@ -17,6 +19,7 @@ pub use audit::{Actor, AuditEntry, AuditFilter, AuditReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::SoarError;
 pub use incident::{Incident, IncidentFilter, NewIncident, Severity, Step};
+pub use notify::{Mailer, Notification, NotificationStatus, RosterEntry, SmtpSettings};
 pub use profile::{ProfileSet, RegulationProfile};
 pub use user::{Role, User};
 
@@ -40,6 +43,9 @@ pub struct Settings {
     pub session_ttl: chrono::Duration,
     /// Longest lifetime of an API token.
     pub max_token_ttl: chrono::Duration,
+    /// Failed logins from one client address (any user names) before that address is refused
+    /// for `lockout`; slows down password spraying across accounts.
+    pub max_failed_per_source: i64,
 }
 
 impl Default for Settings {
@@ -50,6 +56,7 @@ impl Default for Settings {
             lockout: chrono::Duration::minutes(15),
             session_ttl: chrono::Duration::hours(12),
             max_token_ttl: chrono::Duration::days(365),
+            max_failed_per_source: 20,
         }
     }
 }
@@ -61,6 +68,10 @@ pub struct Soar {
     profiles: RwLock<ProfileSet>,
     evidence_dir: PathBuf,
     settings: Settings,
+    /// Woken when a notification is queued.
+    outbox_wake: tokio::sync::Notify,
+    /// Failed logins per client address: (count, start of the window).
+    failed_by_source: std::sync::Mutex<std::collections::HashMap<String, (i64, DateTime<Utc>)>>,
 }
 
 impl std::fmt::Debug for Soar {
@@ -91,6 +102,8 @@ impl Soar {
             profiles: RwLock::new(profiles),
             evidence_dir,
             settings,
+            outbox_wake: tokio::sync::Notify::new(),
+            failed_by_source: std::sync::Mutex::default(),
         })
     }
 

@@ -240,10 +240,32 @@ impl Soar {
     /// Checks a password and opens a session. Failed attempts count towards a lock-out; a
     /// locked, disabled or unknown account gets the same `Denied` answer.
     pub async fn login(&self, name: &str, password: &str, source: &str) -> Result<(User, Issued)> {
+        self.login_with_totp(name, password, None, source).await
+    }
+
+    /// As `login`, with the TOTP code of a user who enabled the second factor. Without a code
+    /// such a login is refused with `Denied(TOTP_REQUIRED)` (the password was right); a wrong or
+    /// replayed code counts as a failed login.
+    pub async fn login_with_totp(
+        &self,
+        name: &str,
+        password: &str,
+        code: Option<&str>,
+        source: &str,
+    ) -> Result<(User, Issued)> {
         let now = self.now();
-        let denied = || SoarError::Denied("invalid user name or password".into());
+        if self.source_blocked(source, now) {
+            return Err(SoarError::Denied(
+                "too many failed logins from this address; try again later".into(),
+            ));
+        }
+        let denied = || {
+            self.source_failed(source, now);
+            SoarError::Denied("invalid user name or password".into())
+        };
         let row = sqlx::query(&format!(
-            "SELECT {COLS}, password_hash, failed_logins FROM users WHERE name = $1"
+            "SELECT {COLS}, password_hash, failed_logins, totp_secret, totp_last_step \
+             FROM users WHERE name = $1"
         ))
         .bind(name)
         .fetch_optional(self.pool())
@@ -260,12 +282,34 @@ impl Soar {
         if user.disabled || user.locked_until.is_some_and(|t| t > now) {
             return Err(denied());
         }
+        let totp_secret: Option<String> = row.try_get("totp_secret")?;
+        let last_step: Option<i64> = row.try_get("totp_last_step")?;
         let pw = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &stored))
+        let mut ok = tokio::task::spawn_blocking(move || verify_password(&pw, &stored))
             .await
             .map_err(|e| SoarError::Internal(format!("hashing task: {e}")))?;
+        let mut accepted_step = None;
+        if ok && let Some(secret) = &totp_secret {
+            let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+                return Err(SoarError::Denied(TOTP_REQUIRED.into()));
+            };
+            accepted_step = totp_match(secret, code, now, last_step)?;
+            ok = accepted_step.is_some();
+        }
         let actor = Actor::user(user.id, &user.name, source);
         let mut tx = self.begin().await?;
+        if let Some(step) = accepted_step {
+            // Only a later time step may be used next: no replay within the window.
+            let updated = sqlx::query(
+                "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
+                 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+            ok = updated.rows_affected() == 1;
+        }
         if !ok {
             let failed = failed + 1;
             let lock = (failed >= self.settings().max_failed_logins)
@@ -398,6 +442,222 @@ impl Soar {
 }
 
 /// A valid argon2id hash of a random string, checked against when the user does not exist.
+impl Soar {
+    fn source_blocked(&self, source: &str, now: DateTime<Utc>) -> bool {
+        let map = self
+            .failed_by_source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(source).is_some_and(|(n, since)| {
+            *n >= self.settings().max_failed_per_source && now - *since < self.settings().lockout
+        })
+    }
+
+    fn source_failed(&self, source: &str, now: DateTime<Utc>) {
+        let mut map = self
+            .failed_by_source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget windows that are over, so the map stays small.
+        let lockout = self.settings().lockout;
+        map.retain(|_, (_, since)| now - *since < lockout);
+        let e = map.entry(source.to_owned()).or_insert((0, now));
+        e.0 += 1;
+    }
+}
+
+/// The `Denied` message of a login that needs a TOTP code.
+pub const TOTP_REQUIRED: &str = "a TOTP code is required";
+
+/// RFC 6238 parameters: SHA-1, 6 digits, 30-second steps, one step of clock skew either way.
+const TOTP_STEP: u64 = 30;
+
+fn totp_for(secret_b32: &str, account: &str) -> Result<totp_rs::TOTP> {
+    let bytes = totp_rs::Secret::Encoded(secret_b32.to_owned())
+        .to_bytes()
+        .map_err(|e| SoarError::Internal(format!("stored TOTP secret: {e:?}")))?;
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        TOTP_STEP,
+        bytes,
+        Some("Canh".into()),
+        account.to_owned(),
+    )
+    .map_err(|e| SoarError::Internal(format!("TOTP parameters: {e}")))
+}
+
+/// The TOTP code of a base32 secret at a time (for authenticator checks and tests).
+pub fn totp_code(secret_b32: &str, at: DateTime<Utc>) -> Result<String> {
+    let totp = totp_for(secret_b32, "user")?;
+    Ok(totp.generate(u64::try_from(at.timestamp()).unwrap_or(0)))
+}
+
+/// The time step at which `code` is valid (now, one before or one after), if it is later than
+/// `last_step`.
+fn totp_match(
+    secret_b32: &str,
+    code: &str,
+    now: DateTime<Utc>,
+    last_step: Option<i64>,
+) -> Result<Option<i64>> {
+    let totp = totp_for(secret_b32, "user")?;
+    let now_step = u64::try_from(now.timestamp()).unwrap_or(0) / TOTP_STEP;
+    for step in [now_step.saturating_sub(1), now_step, now_step + 1] {
+        let s = i64::try_from(step).unwrap_or(i64::MAX);
+        if last_step.is_some_and(|l| s <= l) {
+            continue;
+        }
+        let expected = totp.generate(step * TOTP_STEP);
+        if expected.len() == code.len()
+            && expected
+                .bytes()
+                .zip(code.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// A TOTP secret, shown once.
+#[derive(Clone, Debug, Serialize)]
+pub struct TotpEnrolment {
+    /// Base32 secret.
+    pub secret: String,
+    /// `otpauth://totp/…` URI for authenticator apps.
+    pub otpauth_uri: String,
+    /// True once active; false while it waits for a confirming code.
+    pub active: bool,
+}
+
+impl Soar {
+    /// Starts TOTP enrolment: a new random secret, shown once. With `confirm` the second factor
+    /// becomes active only after `totp_confirm` with a valid code (self-service); without, it is
+    /// active at once (administrator on the command line).
+    pub async fn totp_enrol(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        confirm: bool,
+    ) -> Result<TotpEnrolment> {
+        let user = self.user(user_id).await?;
+        let mut raw = [0u8; 20];
+        getrandom::fill(&mut raw)
+            .map_err(|e| SoarError::Internal(format!("no randomness: {e}")))?;
+        let secret = totp_rs::Secret::Raw(raw.to_vec()).to_encoded().to_string();
+        let totp = totp_for(&secret, &user.name)?;
+        let mut tx = self.begin().await?;
+        let sql = if confirm {
+            "UPDATE users SET totp_pending = $1 WHERE id = $2"
+        } else {
+            "UPDATE users SET totp_secret = $1, totp_pending = NULL, totp_last_step = NULL \
+             WHERE id = $2"
+        };
+        sqlx::query(sql)
+            .bind(&secret)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let action = if confirm {
+            "user.totp_enrol"
+        } else {
+            "user.totp_enable"
+        };
+        self.audit(&mut tx, actor, action, "user", user_id, None, None)
+            .await?;
+        tx.commit().await?;
+        Ok(TotpEnrolment {
+            otpauth_uri: totp.get_url(),
+            secret,
+            active: !confirm,
+        })
+    }
+
+    /// Confirms a pending enrolment with a current code; the second factor is then required.
+    pub async fn totp_confirm(&self, actor: &Actor, user_id: i64, code: &str) -> Result<()> {
+        let row = sqlx::query("SELECT totp_pending FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("user", user_id))?;
+        let pending: Option<String> = row.try_get(0)?;
+        let pending =
+            pending.ok_or_else(|| SoarError::Invalid("no TOTP enrolment is pending".into()))?;
+        let step = totp_match(&pending, code.trim(), self.now(), None)?
+            .ok_or_else(|| SoarError::Invalid("wrong TOTP code".into()))?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, \
+             totp_last_step = $1 WHERE id = $2",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "user.totp_enable",
+            "user",
+            user_id,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Turns the second factor off.
+    pub async fn totp_disable(&self, actor: &Actor, user_id: i64) -> Result<()> {
+        self.user(user_id).await?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL \
+             WHERE id = $1",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "user.totp_disable",
+            "user",
+            user_id,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the user has the second factor on.
+    pub async fn totp_enabled(&self, user_id: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT totp_secret IS NOT NULL FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("user", user_id))?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The user with this name.
+    pub async fn user_by_name(&self, name: &str) -> Result<User> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM users WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("user", name))?;
+        from_row(&row)
+    }
+}
+
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
                           0bm7nN0bF3LD0tGAbWbHkJcFjTBW0tXNTmkHl3ls0Ow";
 

@@ -202,22 +202,43 @@ pub fn host_event(host: &str) -> Event {
     ev
 }
 
-/// One `package` event per installed package.
-pub fn package_events(host: &str, packages: &[Package]) -> Vec<Event> {
-    packages
-        .iter()
-        .map(|p| {
-            let mut ev = base_event(host, "inventory", "package", "info");
-            ev.set("event.action", "package-installed");
-            ev.set("package.name", p.name.as_str());
-            ev.set("package.version", p.version.as_str());
-            ev.set("package.architecture", p.arch.as_str());
-            ev.set("package.type", "deb");
-            ev.set("canh.package.source", p.source.as_str());
-            ev.set("canh.package.source_version", p.source_version.as_str());
-            ev
-        })
-        .collect()
+/// `event.action` of the package inventory event (the server keeps the latest per host and
+/// matches it against OSV advisories).
+pub const PACKAGE_INVENTORY: &str = "package-inventory";
+
+/// One `package-inventory` event carrying every installed package with its source package,
+/// plus the os-release `ID`/`VERSION_ID` the server needs to pick the OSV ecosystem.
+pub fn package_inventory_event(
+    host: &str,
+    packages: &[Package],
+    os_release_text: &str,
+    kernel: Option<&str>,
+) -> Event {
+    let mut ev = base_event(host, "inventory", "package", "info");
+    ev.set("event.action", PACKAGE_INVENTORY);
+    let (id, version) = os_release(os_release_text);
+    ev.set_opt("host.os.family", id);
+    ev.set_opt("host.os.version", version);
+    ev.set_opt("host.os.kernel", kernel.map(str::to_owned));
+    ev.set("canh.inventory.package_count", packages.len());
+    ev.set(
+        "canh.inventory.packages",
+        serde_json::to_value(packages).unwrap_or_default(),
+    );
+    ev
+}
+
+/// The package inventory of this host (`dpkg_status` is normally `/var/lib/dpkg/status`).
+pub fn local_package_inventory(host: &str, dpkg_status: &Path) -> std::io::Result<Event> {
+    let packages = installed_packages(dpkg_status)?;
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok();
+    Ok(package_inventory_event(
+        host,
+        &packages,
+        &os,
+        kernel.as_deref().map(str::trim),
+    ))
 }
 
 #[cfg(test)]
@@ -313,6 +334,29 @@ Version: 1.2-3+b1
                 .and_then(|v| v.as_array())
                 .is_some_and(|u| !u.is_empty())
         );
+    }
+
+    #[test]
+    fn package_inventory_event_carries_sources_and_release() {
+        let pkgs = parse_dpkg_status(STATUS);
+        let ev = package_inventory_event(
+            "h",
+            &pkgs,
+            "ID=debian\nVERSION_ID=\"12\"\n",
+            Some("6.1.0-18-amd64"),
+        );
+        assert_eq!(ev.get_str("event.action"), Some(PACKAGE_INVENTORY));
+        assert_eq!(ev.get_str("host.os.family"), Some("debian"));
+        assert_eq!(ev.get_str("host.os.version"), Some("12"));
+        let list = ev
+            .get("canh.inventory.packages")
+            .unwrap()
+            .as_array()
+            .unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[2]["source"], "foo");
+        assert_eq!(list[2]["source_version"], "1.2-3");
+        assert_eq!(list[2]["version"], "1.2-3+b1");
     }
 
     proptest! {

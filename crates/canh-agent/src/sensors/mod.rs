@@ -4,7 +4,9 @@
 //! an append to the spool). Field names follow ECS so that SigmaHQ's Linux rules
 //! (`process_creation`, `network_connection`, `file_event`) run unchanged.
 
+pub mod devices;
 pub mod fim;
+pub mod logins;
 pub mod modules;
 pub mod network;
 pub mod process;

@@ -3,6 +3,7 @@
 
 mod fim;
 mod isolation;
+mod packaging;
 mod process;
 mod spool;
 

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 fn canh() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_canh"));
     c.env("CANH_LOG", "warn");
+    // Plain HTTP so that the test can talk to the port directly; the TLS default has its own
+    // test below.
+    c.env("CANH_SERVER__HTTP_TLS", "false");
     c
 }
 
@@ -31,7 +34,7 @@ fn start_server(data: &Path) -> Server {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(data.join("server.addr")) {
-            let url = format!("http://{}", text.trim());
+            let url = text.trim().to_owned();
             if ureq::get(&format!("{url}/health")).call().is_ok() {
                 return Server { child, url };
             }
@@ -247,6 +250,53 @@ fn search_goes_through_the_running_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("used by another Canh process"));
     server.child.kill().unwrap();
     let _ = server.child.wait();
+}
+
+#[test]
+fn the_default_server_speaks_https_and_search_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canh"))
+        .env("CANH_LOG", "warn")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["server", "--http", "127.0.0.1:0", "--syslog", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = loop {
+        if let Ok(text) = std::fs::read_to_string(data.join("server.addr"))
+            && std::fs::metadata(data.join("server.token")).is_ok()
+        {
+            break text.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = data.join("tls/server.crt");
+    // curl checks the generated certificate against the file the server wrote.
+    let out = Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .args([
+            "-H",
+            "Content-Type: application/x-ndjson",
+            "--data-binary",
+            "{\"message\":\"tls marker-https1\",\"host\":{\"name\":\"h2\"}}\n",
+            &format!("{url}/api/v1/ingest/ndjson"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("200"), "{text}");
+    let hits = search_json(&data, "marker-https1");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["host.name"], "h2");
+    child.kill().unwrap();
+    let _ = child.wait();
 }
 
 #[test]

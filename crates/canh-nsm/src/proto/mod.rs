@@ -84,6 +84,8 @@ pub struct AppEvent {
     pub body: Map<String, Value>,
     /// Transaction id, if the protocol numbers transactions.
     pub tx_id: Option<u64>,
+    /// Raw HTTP data for signature inspection (not logged).
+    pub http: Option<Box<crate::rules::HttpRaw>>,
 }
 
 /// Per-flow parsing state of one protocol.

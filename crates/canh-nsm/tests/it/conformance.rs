@@ -11,7 +11,7 @@ use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const SV_DIR: &str = concat!(
+pub(super) const SV_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/datasets/pcap/suricata-verify/tests"
 );
@@ -30,7 +30,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("flow", 50),
 ];
 
-fn find_tests(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(super) fn find_tests(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -45,7 +45,7 @@ fn find_tests(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn parse_version(v: &Yaml) -> Option<(u64, u64)> {
+pub(super) fn parse_version(v: &Yaml) -> Option<(u64, u64)> {
     let s = match v {
         Yaml::Number(n) => n.to_string(),
         Yaml::String(s) => s.clone(),
@@ -55,7 +55,7 @@ fn parse_version(v: &Yaml) -> Option<(u64, u64)> {
     Some((it.next()?, it.next().unwrap_or(0)))
 }
 
-fn version_ok(req: Option<&Yaml>) -> bool {
+pub(super) fn version_ok(req: Option<&Yaml>) -> bool {
     let Some(req) = req else { return true };
     if let Some(min) = req.get("min-version").and_then(parse_version)
         && min > EMULATED_VERSION
@@ -71,9 +71,10 @@ fn version_ok(req: Option<&Yaml>) -> bool {
 }
 
 /// Sensor settings for a test's arguments, or None if it needs options Canh lacks.
-fn config_for(test: &Yaml, dir: &Path) -> Option<SensorConfig> {
+pub(super) fn config_for(test: &Yaml, dir: &Path) -> Option<SensorConfig> {
     let mut cfg = SensorConfig {
         stats_record: false,
+        ddos: None,
         ..SensorConfig::default()
     };
     if let Some(args) = test.get("args").and_then(Yaml::as_sequence) {
@@ -104,7 +105,7 @@ fn config_for(test: &Yaml, dir: &Path) -> Option<SensorConfig> {
     Some(cfg)
 }
 
-fn pcap_for(test: &Yaml, dir: &Path) -> Option<PathBuf> {
+pub(super) fn pcap_for(test: &Yaml, dir: &Path) -> Option<PathBuf> {
     if let Some(name) = test.get("pcap") {
         return name.as_str().map(|n| dir.join(n));
     }
@@ -183,7 +184,7 @@ fn equal(expected: &Yaml, actual: &Json) -> bool {
     }
 }
 
-fn matches(rec: &Json, m: &serde_yaml::Mapping) -> bool {
+pub(super) fn matches(rec: &Json, m: &serde_yaml::Mapping) -> bool {
     m.iter().all(|(k, expected)| {
         let Some(key) = k.as_str() else { return false };
         for (suffix, op) in [

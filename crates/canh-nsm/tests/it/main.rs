@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
+mod alerts;
 mod conformance;
+mod ddos;
 mod pcaps;
 mod robustness;
+mod rules;

@@ -418,6 +418,11 @@ async fn accept_batch(
         return Ok(*held);
     }
     let count = fresh.len();
+    let inventory: Vec<canh_core::Event> = fresh
+        .iter()
+        .filter(|e| super::hosts::is_inventory(e))
+        .cloned()
+        .collect();
     if let Err(e) = sink.deliver(agent_id, fresh).await {
         warn!(%agent_id, error = %e, "event sink failed; batch not acknowledged");
         return Err(SessionEnd::Refused(refusal(
@@ -432,6 +437,9 @@ async fn accept_batch(
     )
     .map_err(|e| SessionEnd::Refused(refusal("internal", e.to_string())))?;
     *held = last;
+    if !inventory.is_empty() {
+        inner.observe_inventory(agent_id, &inventory);
+    }
     debug!(%agent_id, count, up_to = last, "batch stored");
     Ok(last)
 }

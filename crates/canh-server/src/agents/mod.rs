@@ -17,8 +17,14 @@
 //!   sink's durability point and the cursor write (a window of one file rename). Every event
 //!   carries `agent.id` and `canh.agent.seq`, so the pipeline can dedup that window too.
 
+pub mod api;
 mod conn;
+pub mod hosts;
 mod pki;
+pub mod vuln;
+
+pub use hosts::{HostInventory, HostVulnerabilities, import_offline, vulndb_path};
+pub use vuln::{ImportReport, PatchStatus, PatchTask, VulnDb, VulnerablePackage};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -183,6 +189,8 @@ pub(crate) struct Inner {
     command_wake: tokio::sync::Notify,
     results: Mutex<HashMap<String, Vec<CommandResult>>>,
     opened_at: DateTime<Utc>,
+    vulndb: std::sync::RwLock<vuln::VulnDb>,
+    patches: Mutex<vuln::PatchBook>,
 }
 
 /// The agent registry, CA and endpoints. Cheap to clone; clones share state.
@@ -232,8 +240,18 @@ impl AgentService {
             ));
         }
         let dir = data_dir.join("agents");
-        std::fs::create_dir_all(dir.join("cursors"))
-            .map_err(io(format!("creating {}", dir.display())))?;
+        for sub in ["cursors", "inventory"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let vulndb = vuln::VulnDb::load(&dir.join("vulndb.json"))?;
+        let patches_path = dir.join("patch_tasks.json");
+        let patches: vuln::PatchBook = match std::fs::read(&patches_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| AgentsError::Invalid(format!("{}: {e}", patches_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vuln::PatchBook::default(),
+            Err(e) => return Err(io(format!("reading {}", patches_path.display()))(e)),
+        };
         let ca = pki::Ca::load_or_create(&dir)?;
         let key_path = dir.join("command.key");
         let command_key = match std::fs::read_to_string(&key_path) {
@@ -259,7 +277,7 @@ impl AgentService {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
             Err(e) => return Err(io(format!("reading {}", reg_path.display()))(e)),
         };
-        Ok(Self {
+        let service = Self {
             inner: Arc::new(Inner {
                 dir,
                 cfg,
@@ -272,8 +290,13 @@ impl AgentService {
                 command_wake: tokio::sync::Notify::new(),
                 results: Mutex::new(HashMap::new()),
                 opened_at: Utc::now(),
+                vulndb: std::sync::RwLock::new(vulndb),
+                patches: Mutex::new(patches),
             }),
-        })
+        };
+        // Advisories may have been imported offline since the last start.
+        service.inner.reconcile_all()?;
+        Ok(service)
     }
 
     /// SHA-256 of the CA certificate, hex: give it to agents as `--ca-pin`.

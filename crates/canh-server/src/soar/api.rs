@@ -146,6 +146,19 @@ pub(crate) fn routes() -> Router<SoarState> {
         )
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{id}/tokens", post(issue_token))
+        .route("/api/v1/auth/totp", post(totp_enrol).delete(totp_disable))
+        .route("/api/v1/auth/totp/confirm", post(totp_confirm))
+        .route("/api/v1/incidents/{id}/initial-report", get(initial_report))
+        .route("/api/v1/roster", get(roster).post(add_roster))
+        .route(
+            "/api/v1/roster/{id}",
+            patch(update_roster).delete(remove_roster),
+        )
+        .route("/api/v1/notifications", get(notifications))
+        .route(
+            "/api/v1/notifications/{id}/attempts",
+            get(notification_attempts),
+        )
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/verify", get(audit_verify))
 }
@@ -164,6 +177,9 @@ async fn openapi() -> impl IntoResponse {
 struct LoginBody {
     name: String,
     password: String,
+    /// TOTP code, for users with the second factor on.
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 async fn login(State(st): State<SoarState>, req: axum::extract::Request) -> R<Response> {
@@ -173,7 +189,20 @@ async fn login(State(st): State<SoarState>, req: axum::extract::Request) -> R<Re
         .await
         .map_err(|_| ApiError::bad("body"))?;
     let b: LoginBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(e.to_string()))?;
-    let (user, issued) = st.soar.login(&b.name, &b.password, &source).await?;
+    let (user, issued) = match st
+        .soar
+        .login_with_totp(&b.name, &b.password, b.totp.as_deref(), &source)
+        .await
+    {
+        Err(SoarError::Denied(m)) if m == canh_soar::user::TOTP_REQUIRED => {
+            return Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "totp_required",
+                message: m,
+            });
+        }
+        r => r?,
+    };
     let max_age = (issued.expires_at - st.soar.now()).num_seconds().max(0);
     let cookie = session_cookie(&issued.secret, max_age, st.config.secure_cookie);
     Ok((
@@ -925,4 +954,171 @@ async fn audit_verify(State(st): State<SoarState>, u: AuthUser) -> R<Json<Value>
     Ok(Json(
         json!({"ok": r.ok(), "rows": r.rows, "head": r.head, "broken": r.broken}),
     ))
+}
+
+// ---- second factor ----
+
+async fn totp_enrol(State(st): State<SoarState>, u: AuthUser) -> R<(StatusCode, Json<Value>)> {
+    let e = st.soar.totp_enrol(&u.actor(), u.user.id, true).await?;
+    Ok((StatusCode::CREATED, Json(json!(e))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: String,
+}
+
+async fn totp_confirm(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Json(b): Json<CodeBody>,
+) -> R<StatusCode> {
+    st.soar.totp_confirm(&u.actor(), u.user.id, &b.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn totp_disable(State(st): State<SoarState>, u: AuthUser) -> R<StatusCode> {
+    st.soar.totp_disable(&u.actor(), u.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- initial report (Mẫu 03) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// `json` (default), `text` or `html`.
+    #[serde(default)]
+    format: Option<String>,
+    /// `vi` (default) or `en` (adds English labels).
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+async fn initial_report(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Path(id): Path<i64>,
+    Query(q): Query<ReportQuery>,
+) -> R<Response> {
+    incident_in_scope(&st, &u, id).await?;
+    let english = match q.lang.as_deref() {
+        None | Some("vi") => false,
+        Some("en") => true,
+        Some(other) => return Err(ApiError::bad(format!("unknown lang {other:?}"))),
+    };
+    let draft = st.soar.initial_report_draft(id).await?;
+    Ok(match q.format.as_deref() {
+        None | Some("json") => Json(json!(draft)).into_response(),
+        Some("text") => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            draft.to_text(english),
+        )
+            .into_response(),
+        Some("html") => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            draft.to_html(english),
+        )
+            .into_response(),
+        Some(other) => return Err(ApiError::bad(format!("unknown format {other:?}"))),
+    })
+}
+
+// ---- roster and notifications ----
+
+async fn roster(State(st): State<SoarState>, u: AuthUser) -> R<Json<Value>> {
+    u.require_write()?;
+    Ok(Json(json!(st.soar.roster().await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoster {
+    name: String,
+    email: String,
+    #[serde(default = "yes")]
+    on_duty: bool,
+}
+
+async fn add_roster(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Json(b): Json<NewRoster>,
+) -> R<(StatusCode, Json<Value>)> {
+    u.require_admin()?;
+    let e = st
+        .soar
+        .add_roster(&u.actor(), &b.name, &b.email, b.on_duty)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(e))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DutyBody {
+    on_duty: bool,
+}
+
+async fn update_roster(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Path(id): Path<i64>,
+    Json(b): Json<DutyBody>,
+) -> R<Json<Value>> {
+    u.require_admin()?;
+    Ok(Json(json!(
+        st.soar.set_on_duty(&u.actor(), id, b.on_duty).await?
+    )))
+}
+
+async fn remove_roster(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Path(id): Path<i64>,
+) -> R<StatusCode> {
+    u.require_admin()?;
+    st.soar.remove_roster(&u.actor(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationQuery {
+    #[serde(default)]
+    incident_id: Option<i64>,
+    #[serde(default)]
+    status: Option<canh_soar::NotificationStatus>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn require_notifications(u: &AuthUser) -> R<()> {
+    if u.role().can_administer() || u.role().can_read_audit() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+async fn notifications(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Query(q): Query<NotificationQuery>,
+) -> R<Json<Value>> {
+    require_notifications(&u)?;
+    Ok(Json(json!(
+        st.soar
+            .notifications(q.incident_id, q.status, q.limit.unwrap_or(100))
+            .await?
+    )))
+}
+
+async fn notification_attempts(
+    State(st): State<SoarState>,
+    u: AuthUser,
+    Path(id): Path<i64>,
+) -> R<Json<Value>> {
+    require_notifications(&u)?;
+    Ok(Json(json!(st.soar.notification_attempts(id).await?)))
 }

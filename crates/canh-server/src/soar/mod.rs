@@ -6,6 +6,8 @@ pub mod api;
 pub mod auth;
 
 #[cfg(test)]
+mod mail_tests;
+#[cfg(test)]
 mod tests;
 
 use canh_soar::{AlertId, NewAlert, ProfileSet, Severity, Soar, SoarError};
@@ -38,6 +40,9 @@ pub struct SoarConfig {
     /// Set the `Secure` attribute on the session cookie (turn off only for plain-HTTP tests on
     /// loopback).
     pub secure_cookie: bool,
+    /// `[soar.smtp]`: e-mail notifications to the on-duty roster (new high/emergency incidents,
+    /// overdue reports, initial-report drafts). Absent: messages stay queued as `pending`.
+    pub smtp: Option<canh_soar::SmtpSettings>,
 }
 
 impl Default for SoarConfig {
@@ -52,6 +57,7 @@ impl Default for SoarConfig {
             max_token_days: 365,
             max_evidence_bytes: 2 * 1024 * 1024 * 1024,
             secure_cookie: true,
+            smtp: None,
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct SoarState {
     pub soar: Arc<Soar>,
     /// Its configuration.
     pub config: Arc<SoarConfig>,
+    /// Ids of alerts recorded through `record_alert` (new rows and repeats), for live views.
+    pub alert_feed: tokio::sync::broadcast::Sender<AlertId>,
 }
 
 impl SoarState {
@@ -89,17 +97,30 @@ impl SoarState {
             lockout: secs(config.lockout_secs),
             session_ttl: secs(config.session_ttl_secs),
             max_token_ttl: chrono::Duration::days(i64::from(config.max_token_days.max(1))),
+            ..canh_soar::Settings::default()
         };
-        let soar = Soar::open(data_dir, profiles, clock, settings).await?;
+        let soar = Arc::new(Soar::open(data_dir, profiles, clock, settings).await?);
+        if let Some(smtp) = &config.smtp {
+            let mailer = canh_soar::Mailer::new(smtp)?;
+            canh_soar::notify::spawn_sender(
+                Arc::clone(&soar),
+                mailer,
+                std::time::Duration::from_secs(5),
+            );
+        }
         Ok(Self {
-            soar: Arc::new(soar),
+            soar,
             config: Arc::new(config.clone()),
+            alert_feed: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
     /// Alert intake for the detection pipeline.
     pub async fn record_alert(&self, alert: NewAlert) -> Result<AlertId, SoarError> {
-        self.soar.record_alert(alert).await
+        let id = self.soar.record_alert(alert).await?;
+        // No live view listening is not an error.
+        let _ = self.alert_feed.send(id);
+        Ok(id)
     }
 
     /// Turns every overdue report into an alert (rule `canh.soar.overdue`, one row per incident
@@ -125,6 +146,8 @@ impl SoarState {
             };
             ids.push(self.soar.record_alert(alert).await?);
         }
+        // One e-mail per overdue report to the on-duty roster.
+        self.soar.notify_overdue(now).await?;
         Ok(ids)
     }
 }

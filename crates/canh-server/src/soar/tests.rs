@@ -486,3 +486,173 @@ fn soar_config_defaults_and_unknown_keys() {
     assert_eq!(c, SoarConfig::default());
     assert!(toml::from_str::<SoarConfig>("profil = \"x\"").is_err());
 }
+
+#[tokio::test]
+async fn rbac_for_roster_notifications_initial_report_and_totp() {
+    let fx = fixture().await;
+    let inc = fx.incident_a;
+    let sys = Actor::system("test");
+    let cur = fx.st.soar.incident(inc).await.unwrap();
+    let flag = canh_soar::incident::IncidentPatch {
+        beyond_capacity: Some(true),
+        ..Default::default()
+    };
+    fx.st
+        .soar
+        .update_incident(&sys, inc, cur.version, flag)
+        .await
+        .unwrap();
+    for (name, role, token) in &fx.tokens {
+        let t = Some(token.as_str());
+        let ok_if =
+            |allowed: bool, ok: StatusCode| if allowed { ok } else { StatusCode::FORBIDDEN };
+        let (s, _, _) = call(&fx, "GET", "/api/v1/roster", t, None, None).await;
+        assert_eq!(
+            s,
+            ok_if(role.can_write_cases(), StatusCode::OK),
+            "{name} GET roster"
+        );
+        let body = json!({"name": "Trực ban", "email": format!("{name}@soc.example.vn")});
+        let (s, _, _) = call(&fx, "POST", "/api/v1/roster", t, Some(body), None).await;
+        assert_eq!(
+            s,
+            ok_if(role.can_administer(), StatusCode::CREATED),
+            "{name} POST roster"
+        );
+        let (s, _, _) = call(&fx, "GET", "/api/v1/notifications", t, None, None).await;
+        assert_eq!(
+            s,
+            ok_if(
+                role.can_administer() || role.can_read_audit(),
+                StatusCode::OK
+            ),
+            "{name} GET notifications"
+        );
+        let uri = format!("/api/v1/incidents/{inc}/initial-report");
+        let (s, body, _) = call(&fx, "GET", &uri, t, None, None).await;
+        let reader = *name != "viewer_b";
+        assert_eq!(
+            s,
+            ok_if(reader, StatusCode::OK),
+            "{name} GET initial report"
+        );
+        if reader {
+            assert_eq!(body["form"], "mau-03");
+            assert!(!body["missing"].as_array().unwrap().is_empty());
+        }
+        let (s, _, _) = call(&fx, "POST", "/api/v1/auth/totp", t, None, None).await;
+        assert_eq!(s, StatusCode::CREATED, "{name} TOTP enrol");
+    }
+    let (s, _, _) = call(&fx, "POST", "/api/v1/auth/totp", None, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn initial_report_renders_as_html_and_text_and_needs_the_flag() {
+    let fx = fixture().await;
+    let lead = fx.tokens[1].2.clone();
+    let uri = format!("/api/v1/incidents/{}/initial-report", fx.incident_a);
+    let (s, e, _) = call(&fx, "GET", &uri, Some(&lead), None, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let cur = fx.st.soar.incident(fx.incident_a).await.unwrap();
+    let flag = canh_soar::incident::IncidentPatch {
+        beyond_capacity: Some(true),
+        ..Default::default()
+    };
+    let (s, _, _) = call(
+        &fx,
+        "PATCH",
+        &format!("/api/v1/incidents/{}", fx.incident_a),
+        Some(&lead),
+        Some(serde_json::to_value(&flag).unwrap()),
+        Some(cur.version),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for (q, ctype, needle) in [
+        (
+            "?format=html",
+            "text/html; charset=utf-8",
+            "BÁO CÁO BAN ĐẦU SỰ CỐ MẠNG",
+        ),
+        (
+            "?format=text&lang=en",
+            "text/plain; charset=utf-8",
+            "[MISSING – mandatory]",
+        ),
+    ] {
+        let req = Request::builder()
+            .uri(format!("{uri}{q}"))
+            .header(header::AUTHORIZATION, format!("Bearer {lead}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = router(fx.st.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], ctype);
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8(b.to_vec()).unwrap().contains(needle),
+            "{q}"
+        );
+    }
+    let (s, _, _) = call(
+        &fx,
+        "GET",
+        &format!("{uri}?format=pdf"),
+        Some(&lead),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn api_login_asks_for_the_totp_code_once_enabled() {
+    let fx = fixture().await;
+    let analyst = fx.st.soar.user_by_name("analyst").await.unwrap();
+    let en = fx
+        .st
+        .soar
+        .totp_enrol(&Actor::system("t"), analyst.id, false)
+        .await
+        .unwrap();
+    let login = |body: Value| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let pw = "mật-khẩu-đủ-dài-1";
+    let resp = router(fx.st.clone())
+        .oneshot(login(json!({"name": "analyst", "password": pw})))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let b = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["code"], "totp_required");
+    let code = canh_soar::user::totp_code(&en.secret, fx.st.soar.now()).unwrap();
+    let resp = router(fx.st.clone())
+        .oneshot(login(
+            json!({"name": "analyst", "password": pw, "totp": code}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get(header::SET_COOKIE).is_some());
+    // The same code again: replay refused.
+    let resp = router(fx.st.clone())
+        .oneshot(login(
+            json!({"name": "analyst", "password": pw, "totp": code}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}

@@ -380,3 +380,477 @@ async fn signed_quarantine_command_runs_on_the_agent_and_reports_back() {
     agent.stop().await;
     server.abort();
 }
+
+// ---- inventory, vulnerabilities and patch tasks -------------------------------------------
+
+const OSV_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../canh-agent/testdata/osv-debian"
+);
+
+/// A Debian 12 host before its security updates (package names and versions as dpkg writes
+/// them; binary packages built from the `glibc` and `openssh` sources carry `Source:`).
+const DPKG_BEFORE: &str = "Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u1
+
+Package: libc-bin
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u1
+
+Package: openssh-server
+Status: install ok installed
+Architecture: amd64
+Source: openssh
+Version: 1:9.2p1-2+deb12u2
+
+Package: php-league-commonmark
+Status: install ok installed
+Architecture: all
+Version: 2.3.9-1+deb12u1
+
+Package: sudo
+Status: install ok installed
+Architecture: amd64
+Version: 1.9.13p3-1+deb12u1
+
+Package: lua5.1
+Status: install ok installed
+Architecture: amd64
+Version: 5.1.5-9
+";
+
+/// The same host after `apt upgrade`: glibc at the fixed version, openssh at a binNMU of it.
+const DPKG_AFTER: &str = "Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u3
+
+Package: libc-bin
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u3
+
+Package: openssh-server
+Status: install ok installed
+Architecture: amd64
+Source: openssh (1:9.2p1-2+deb12u3)
+Version: 1:9.2p1-2+deb12u3+b1
+
+Package: php-league-commonmark
+Status: install ok installed
+Architecture: all
+Version: 2.3.9-1+deb12u1
+";
+
+const DEBIAN_12: &str =
+    "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+
+fn inventory_event(dpkg: &str) -> Event {
+    let pkgs = canh_agent::inventory::parse_dpkg_status(dpkg);
+    canh_agent::inventory::package_inventory_event("web1", &pkgs, DEBIAN_12, Some("6.1.0-18-amd64"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vulnerabilities_and_patch_tasks_follow_the_agent_inventory() {
+    use canh_server::agents::PatchStatus;
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let svc = AgentService::open(data.path(), cfg()).unwrap();
+
+    // Offline import of the OSV fixtures (a directory), then the same records as a zip.
+    let report = svc.import_vulnerabilities(Path::new(OSV_DIR)).unwrap();
+    assert_eq!(report.records_read, 6);
+    assert_eq!(report.imported, 6);
+    assert_eq!(report.invalid_count, 0);
+    let mut zip_bytes = Vec::new();
+    {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_bytes));
+        for id in ["DSA-5514-1", "DSA-5724-1"] {
+            z.start_file(
+                format!("{id}.json"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            let text = std::fs::read(format!("{OSV_DIR}/{id}.json")).unwrap();
+            std::io::Write::write_all(&mut z, &text).unwrap();
+        }
+        z.start_file("README.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.finish().unwrap();
+    }
+    let report = svc
+        .import_vulnerability_bytes("all.zip", &zip_bytes)
+        .unwrap();
+    assert_eq!(
+        (report.records_read, report.imported, report.total),
+        (2, 2, 6)
+    );
+    let status = svc.vulnerability_db_status();
+    assert_eq!(status.get("Debian:12"), Some(&3));
+    assert_eq!(status.get("Ubuntu:22.04:LTS"), Some(&1));
+
+    let token = svc
+        .create_enrolment_token(Duration::from_secs(300))
+        .unwrap();
+    let listener = svc.bind().await.unwrap();
+    let enrol_addr = listener.enrol_addr().unwrap().to_string();
+    let server = tokio::spawn(listener.serve(Arc::new(CountingSink::default())));
+    let identity = canh_agent::client::enrol(state.path(), &enrol_addr, &token, &svc.ca_pin())
+        .await
+        .unwrap();
+    let id = identity.agent_id.clone();
+    assert!(svc.vulnerabilities(&id).unwrap().inventory_at.is_none());
+
+    // The agent ships its package inventory over the real mTLS event stream.
+    let mut agent = Agent::new(state.path(), Duration::from_secs(30));
+    agent.spool.append(&[inventory_event(DPKG_BEFORE)]).unwrap();
+    agent.start();
+    wait_for("inventory on the server", || {
+        svc.vulnerabilities(&id).unwrap().inventory_at.is_some()
+    })
+    .await;
+    let v = svc.vulnerabilities(&id).unwrap();
+    assert_eq!(v.os, "debian 12");
+    assert_eq!(v.packages_installed, 6);
+    let names: Vec<&str> = v.vulnerable.iter().map(|p| p.name.as_str()).collect();
+    // sudo: only a Debian 10 record; lua5.1: only a Debian 6 record.
+    assert_eq!(
+        names,
+        [
+            "libc-bin",
+            "libc6",
+            "openssh-server",
+            "php-league-commonmark"
+        ]
+    );
+    let by = |n: &str| v.vulnerable.iter().find(|p| p.name == n).unwrap();
+    assert_eq!(by("libc6").fixed_version.as_deref(), Some("2.36-9+deb12u3"));
+    assert_eq!(by("libc6").advisories[0].id, "DSA-5514-1");
+    assert_eq!(by("libc6").advisories[0].cves, ["CVE-2023-4911"]);
+    assert_eq!(
+        by("openssh-server").fixed_version.as_deref(),
+        Some("1:9.2p1-2+deb12u3")
+    );
+    assert_eq!(
+        by("openssh-server").advisories[0].summary,
+        "openssh - security update"
+    );
+    // No fix published: listed, with no fixed version and no patch task.
+    let php = by("php-league-commonmark");
+    assert_eq!(php.fixed_version, None);
+    assert_eq!(php.advisories[0].id, "DEBIAN-CVE-2024-58382");
+    assert!(php.advisories[0].summary.starts_with("Markdown parsing"));
+
+    let tasks = svc.patch_tasks(Some(&id));
+    assert_eq!(tasks.len(), 2);
+    assert!(tasks.iter().all(|t| t.status == PatchStatus::Open));
+    let glibc = tasks.iter().find(|t| t.source == "glibc").unwrap().clone();
+    assert_eq!(glibc.packages, ["libc-bin", "libc6"]);
+    assert_eq!(glibc.target_version, "2.36-9+deb12u3");
+    let ssh = tasks
+        .iter()
+        .find(|t| t.source == "openssh")
+        .unwrap()
+        .clone();
+    svc.set_patch_status(glibc.id, PatchStatus::InProgress, "analyst", None)
+        .unwrap();
+    svc.set_patch_status(
+        ssh.id,
+        PatchStatus::Done,
+        "analyst",
+        Some("apt upgrade run".into()),
+    )
+    .unwrap();
+    assert!(
+        svc.set_patch_status(glibc.id, PatchStatus::Verified, "analyst", None)
+            .is_err()
+    );
+    assert!(
+        svc.set_patch_status(999, PatchStatus::Done, "analyst", None)
+            .is_err()
+    );
+
+    // The next inventory shows the fixed versions: both tasks verified by the inventory.
+    agent.spool.append(&[inventory_event(DPKG_AFTER)]).unwrap();
+    wait_for("tasks verified", || {
+        svc.patch_tasks(Some(&id))
+            .iter()
+            .all(|t| t.status == PatchStatus::Verified)
+    })
+    .await;
+    let v = svc.vulnerabilities(&id).unwrap();
+    let names: Vec<&str> = v.vulnerable.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["php-league-commonmark"]);
+    let tasks = svc.patch_tasks(Some(&id));
+    let ssh_after = tasks.iter().find(|t| t.id == ssh.id).unwrap();
+    assert_eq!(ssh_after.updated_by, "inventory");
+    assert_eq!(ssh_after.installed_version, "1:9.2p1-2+deb12u3");
+    assert_eq!(ssh_after.note, "apt upgrade run");
+    agent.stop().await;
+    server.abort();
+
+    // Everything survives a restart of the service.
+    drop(svc);
+    let svc = AgentService::open(data.path(), cfg()).unwrap();
+    assert_eq!(svc.patch_tasks(None).len(), 2);
+    assert_eq!(svc.vulnerabilities(&id).unwrap().vulnerable.len(), 1);
+    // Per ecosystem: Debian 12 ×3, 11, 10, 6.0, Ubuntu 22.04 and 24.04.
+    assert_eq!(svc.vulnerability_db_status().values().sum::<usize>(), 8);
+    assert!(svc.vulnerabilities("nope").is_err());
+}
+
+#[test]
+fn ubuntu_hosts_match_ubuntu_ecosystems() {
+    use canh_server::agents::VulnDb;
+    use canh_server::agents::vuln::InstalledPackage;
+    let mut db = VulnDb::default();
+    db.import_path(Path::new(OSV_DIR)).unwrap();
+    let ssh = |v: &str| {
+        vec![InstalledPackage {
+            name: "openssh-server".into(),
+            version: v.into(),
+            arch: "amd64".into(),
+            source: "openssh".into(),
+            source_version: v.into(),
+        }]
+    };
+    let f = db.match_host("ubuntu", "22.04", &ssh("1:8.9p1-3ubuntu0.6"));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].advisories[0].id, "USN-6859-1");
+    assert_eq!(f[0].fixed_version.as_deref(), Some("1:8.9p1-3ubuntu0.10"));
+    assert!(
+        db.match_host("ubuntu", "22.04", &ssh("1:8.9p1-3ubuntu0.10"))
+            .is_empty()
+    );
+    assert!(
+        db.match_host("ubuntu", "24.04", &ssh("1:9.6p1-3ubuntu13.3"))
+            .is_empty()
+    );
+    assert_eq!(
+        db.match_host("ubuntu", "24.04", &ssh("1:9.6p1-3ubuntu13"))
+            .len(),
+        1
+    );
+    // A Debian host with the same version string is judged by Debian records only.
+    let f = db.match_host("debian", "12", &ssh("1:9.2p1-2+deb12u2"));
+    assert_eq!(f[0].advisories.len(), 1);
+    assert_eq!(f[0].advisories[0].id, "DSA-5724-1");
+    // Debian 11's glibc fix is not borrowed by Debian 12 and the reverse.
+    let glibc = |v: &str| {
+        vec![InstalledPackage {
+            name: "libc6".into(),
+            version: v.into(),
+            arch: "amd64".into(),
+            source: "glibc".into(),
+            source_version: v.into(),
+        }]
+    };
+    let f = db.match_host("debian", "11", &glibc("2.31-13+deb11u6"));
+    assert_eq!(f[0].fixed_version.as_deref(), Some("2.31-13+deb11u7"));
+    assert!(
+        db.match_host("debian", "11", &glibc("2.31-13+deb11u7"))
+            .is_empty()
+    );
+}
+
+proptest::proptest! {
+    /// The agent's own dpkg comparator and the `debversion` crate the server uses agree.
+    #[test]
+    fn agent_and_server_version_orderings_agree(
+        a in "([0-9]:)?[0-9][0-9a-z.+~]{0,6}(-[0-9a-z.+~]{1,5})?",
+        b in "([0-9]:)?[0-9][0-9a-z.+~]{0,6}(-[0-9a-z.+~]{1,5})?",
+    ) {
+        use canh_agent::inventory::debversion::DebVersion;
+        let (Ok(x), Ok(y)) = (a.parse::<DebVersion>(), b.parse::<DebVersion>()) else {
+            return Ok(());
+        };
+        let (Ok(p), Ok(q)) = (a.parse::<debversion::Version>(), b.parse::<debversion::Version>()) else {
+            return Ok(());
+        };
+        proptest::prop_assert_eq!(x.cmp(&y), p.cmp(&q), "{} vs {}", a, b);
+    }
+}
+
+/// Minimal HTTP/1.1 over a TcpStream: status and body.
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vulnerability_api_needs_a_user_and_imports_a_zip() {
+    use canh_soar::{Actor, NewAgency, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = canh_server::Config::default();
+    c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.server.http_tls = false;
+    c.agents = cfg();
+    let node = canh_server::Node::start(c, dir.path()).await.unwrap();
+    let soar = &node.soar.soar;
+    let sys = Actor::system("test");
+    let pw = "correct horse battery staple";
+    let admin = soar
+        .create_user(&sys, "quantri", Role::Administrator, None, pw)
+        .await
+        .unwrap();
+    let analyst = soar
+        .create_user(&sys, "phantich", Role::Analyst, None, pw)
+        .await
+        .unwrap();
+    let agency = soar
+        .create_agency(
+            &sys,
+            NewAgency {
+                code: "tinh-a".into(),
+                name: "Tỉnh A".into(),
+                level: "province".into(),
+                parent_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let viewer = soar
+        .create_user(&sys, "xem", Role::AgencyViewer, Some(agency.id), pw)
+        .await
+        .unwrap();
+    let mut toks = Vec::new();
+    for id in [admin.id, analyst.id, viewer.id] {
+        let issued = soar
+            .issue_token(&sys, id, "t", chrono::Duration::days(1))
+            .await
+            .unwrap();
+        toks.push(issued.secret);
+    }
+    let (admin_t, analyst_t, viewer_t) = (toks[0].clone(), toks[1].clone(), toks[2].clone());
+    let addr = node.http;
+
+    let record = std::fs::read(format!("{OSV_DIR}/DSA-5724-1.json")).unwrap();
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/v1/vulnerabilities/import",
+        "wrong",
+        &record,
+    )
+    .await;
+    assert_eq!(st, 401);
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/v1/vulnerabilities/import",
+        &analyst_t,
+        &record,
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/v1/vulnerabilities/import",
+        &admin_t,
+        &record,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["imported"], 1);
+    let (st, body) = http(
+        addr,
+        "GET",
+        "/api/v1/vulnerabilities/status",
+        &analyst_t,
+        b"",
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(body["ecosystems"]["Debian:12"], 1);
+    let (st, _) = http(
+        addr,
+        "GET",
+        "/api/v1/vulnerabilities/status",
+        &viewer_t,
+        b"",
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, body) = http(
+        addr,
+        "GET",
+        "/api/v1/agents/nope/vulnerabilities",
+        &analyst_t,
+        b"",
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    let (st, body) = http(addr, "GET", "/api/v1/patch-tasks", &analyst_t, b"").await;
+    assert_eq!(st, 200);
+    assert_eq!(body, serde_json::json!([]));
+    let (st, _) = http(
+        addr,
+        "PATCH",
+        "/api/v1/patch-tasks/1",
+        &analyst_t,
+        br#"{"status":"done"}"#,
+    )
+    .await;
+    assert_eq!(st, 404);
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/v1/agents/enrolment-tokens",
+        &admin_t,
+        br#"{"ttl_secs":600}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["token"].as_str().unwrap().len(), 64);
+    assert_eq!(body["ca_pin"].as_str().unwrap().len(), 64);
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/v1/agents/enrolment-tokens",
+        &analyst_t,
+        b"{}",
+    )
+    .await;
+    assert_eq!(st, 403);
+    // The local command-line token (the data directory's token file) may import too.
+    let local = std::fs::read_to_string(canh_server::node::local_token_path(dir.path())).unwrap();
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/v1/vulnerabilities/import",
+        local.trim(),
+        &record,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    node.shutdown().await.unwrap();
+}

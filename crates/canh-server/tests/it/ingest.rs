@@ -19,6 +19,7 @@ pub(crate) async fn start_node(tune: impl FnOnce(&mut Config)) -> TestNode {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.server.http = any;
     cfg.server.syslog = Some(any);
+    cfg.server.http_tls = false;
     cfg.store.flush_interval_ms = 200;
     tune(&mut cfg);
     let node = Node::start(cfg, dir.path()).await.unwrap();
@@ -40,10 +41,13 @@ pub(crate) async fn wait_hits(node: &Node, q: &str, want: usize) -> Vec<Value> {
 pub(crate) async fn search(node: &Node, q: &str) -> Vec<Value> {
     let url = format!("http://{}/api/v1/search", node.http);
     let q = q.to_owned();
+    let auth = format!("Authorization: Bearer {}", node.state.local_token);
     let body = tokio::task::spawn_blocking(move || {
         let out = Command::new("curl")
             .args([
                 "-s",
+                "-H",
+                &auth,
                 "-G",
                 &url,
                 "--data-urlencode",
@@ -256,9 +260,12 @@ pub(crate) async fn dead_letters(node: &Node) -> Vec<Value> {
         "http://{}/api/v1/deadletters?from=now-1d&limit=1000",
         node.http
     );
-    let body = tokio::task::spawn_blocking(move || run(Command::new("curl").args(["-s", &url])))
-        .await
-        .unwrap();
+    let auth = format!("Authorization: Bearer {}", node.state.local_token);
+    let body = tokio::task::spawn_blocking(move || {
+        run(Command::new("curl").args(["-s", "-H", &auth, &url]))
+    })
+    .await
+    .unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     v["dead_letters"].as_array().cloned().unwrap_or_default()
 }

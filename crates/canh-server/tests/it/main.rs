@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 mod agents;
+mod console;
 mod detect;
 mod ingest;
 mod rsyslog;
 mod tail;
+mod tls;

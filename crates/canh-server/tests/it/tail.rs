@@ -10,6 +10,7 @@ async fn node_on(data: &Path, log: &Path) -> Node {
     let mut cfg = Config::default();
     cfg.server.http = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.server.syslog = None;
+    cfg.server.http_tls = false;
     cfg.store.flush_interval_ms = 200;
     cfg.ingest.file_poll_ms = 20;
     cfg.ingest.files = vec![canh_server::tail::TailConfig {

@@ -302,3 +302,61 @@ async fn tasks_observables_and_alert_links() {
         .collect();
     assert_eq!(kinds, vec!["opened", "task", "alert"]);
 }
+
+/// Every (from, to) pair of the seven steps: the legal ones (next step, and recover → contain)
+/// are accepted with a sign-off, every other one is refused and changes nothing.
+#[tokio::test]
+async fn full_transition_matrix() {
+    let e = env().await;
+    // The shortest legal walk from record to each step.
+    let walk = |target: Step| -> Vec<Step> {
+        Step::ALL
+            .iter()
+            .copied()
+            .skip(1)
+            .take(target as usize)
+            .collect()
+    };
+    let mut checked = 0;
+    for from in Step::ALL {
+        for to in Step::ALL {
+            let mut inc = open(&e).await;
+            for s in walk(from) {
+                inc = e
+                    .soar
+                    .transition_incident(&e.analyst, inc.id, inc.version, s, "bước")
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(inc.step, from);
+            let before = e.soar.signoffs(inc.id).await.unwrap().len();
+            let r = e
+                .soar
+                .transition_incident(&e.analyst, inc.id, inc.version, to, "thử")
+                .await;
+            let legal = from.can_go(to);
+            let after = e.soar.incident(inc.id).await.unwrap();
+            if legal {
+                assert_eq!(r.unwrap().step, to, "{from:?} → {to:?}");
+                assert_eq!(after.step, to);
+                assert_eq!(e.soar.signoffs(inc.id).await.unwrap().len(), before + 1);
+            } else {
+                assert!(
+                    matches!(&r, Err(SoarError::Invalid(m)) if m.contains("illegal transition")),
+                    "{from:?} → {to:?}: {r:?}"
+                );
+                assert_eq!((after.step, after.version), (from, inc.version));
+                assert_eq!(e.soar.signoffs(inc.id).await.unwrap().len(), before);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 49);
+    // 7 legal edges: six "next" steps plus the recovery loop.
+    let legal = Step::ALL
+        .iter()
+        .flat_map(|a| Step::ALL.iter().map(move |b| a.can_go(*b)))
+        .filter(|x| *x)
+        .count();
+    assert_eq!(legal, 7);
+}

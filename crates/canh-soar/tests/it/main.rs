@@ -6,6 +6,9 @@ mod alerts;
 mod audit;
 mod evidence;
 mod incidents;
+mod notify;
+mod report;
+mod totp;
 mod users;
 
 use canh_soar::{Actor, ManualClock, NewAgency, ProfileSet, Role, Settings, Soar};

@@ -81,3 +81,36 @@ async fn viewer_scope_is_the_agency_subtree() {
     let admin = e.soar.user(e.admin.user_id.unwrap()).await.unwrap();
     assert_eq!(e.soar.user_scope(&admin).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn many_failed_logins_from_one_address_block_that_address_only() {
+    let e = env().await;
+    // Spraying: one wrong password per account name, from one address.
+    for i in 0..20 {
+        let r = e
+            .soar
+            .login(&format!("user{i}"), "sai-mật-khẩu-123", "198.51.100.7")
+            .await;
+        assert!(matches!(r, Err(canh_soar::SoarError::Denied(_))));
+    }
+    // Now even the right password is refused from there, but not from elsewhere.
+    let r = e
+        .soar
+        .login("an", "mật-khẩu-phân-tích", "198.51.100.7")
+        .await;
+    assert!(
+        matches!(&r, Err(canh_soar::SoarError::Denied(m)) if m.contains("this address")),
+        "{r:?}"
+    );
+    e.soar
+        .login("an", "mật-khẩu-phân-tích", "192.0.2.1")
+        .await
+        .unwrap();
+    // After the lock-out time the address may try again.
+    e.clock
+        .advance(e.soar.settings().lockout + chrono::Duration::seconds(1));
+    e.soar
+        .login("an", "mật-khẩu-phân-tích", "198.51.100.7")
+        .await
+        .unwrap();
+}

@@ -94,6 +94,7 @@ impl DnsState {
         let mut body = message_to_eve(m);
         body.insert("tx_id".into(), json!(self.tx_id));
         out.push(AppEvent {
+            http: None,
             event_type: "dns",
             direction: Some(dir),
             body,

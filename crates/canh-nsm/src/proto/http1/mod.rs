@@ -50,6 +50,16 @@ struct Tx {
     response: Option<Head>,
     request_body: u64,
     response_body: u64,
+    request_data: Vec<u8>,
+    response_data: Vec<u8>,
+}
+
+/// Body bytes kept per direction for signature inspection.
+const BODY_KEEP: usize = 16 * 1024;
+
+fn keep_body(dst: &mut Vec<u8>, data: &[u8]) {
+    let room = BODY_KEEP.saturating_sub(dst.len());
+    dst.extend_from_slice(&data[..data.len().min(room)]);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,7 +85,7 @@ struct Http1State {
 impl Http1State {
     fn log_front(&mut self, out: &mut Vec<AppEvent>) {
         if let Some(tx) = self.txs.pop_front() {
-            out.push(tx_event(&tx, self.next_tx_id));
+            out.push(tx_event(tx, self.next_tx_id));
             self.next_tx_id += 1;
         }
     }
@@ -114,6 +124,7 @@ impl Http1State {
                 else {
                     return ParseResult::Error;
                 };
+                keep_body(&mut tx.request_data, &data[at..at + used]);
                 at += used;
                 if done {
                     self.req_body = Body::None;
@@ -171,6 +182,7 @@ impl Http1State {
                 else {
                     return ParseResult::Error;
                 };
+                keep_body(&mut tx.response_data, &data[at..at + used]);
                 at += used;
                 if done {
                     self.resp_open = false;
@@ -272,7 +284,7 @@ impl ProtocolState for Http1State {
     }
 }
 
-fn tx_event(tx: &Tx, tx_id: u64) -> AppEvent {
+fn tx_event(tx: Tx, tx_id: u64) -> AppEvent {
     let mut o = Map::new();
     if let Some(req) = &tx.request {
         let uri = req.uri.clone().unwrap_or_default();
@@ -326,6 +338,12 @@ fn tx_event(tx: &Tx, tx_id: u64) -> AppEvent {
         direction: None,
         body: o,
         tx_id: Some(tx_id),
+        http: Some(Box::new(crate::rules::HttpRaw {
+            request: tx.request,
+            response: tx.response,
+            request_body: tx.request_data,
+            response_body: tx.response_data,
+        })),
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Head {
     pub uri: Option<String>,
     /// Status code (responses only).
     pub status: Option<u16>,
+    /// Reason phrase (responses only).
+    pub reason: Option<String>,
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub protocol: String,
     /// Headers in order (name, value).
@@ -107,6 +109,7 @@ pub fn parse_request_head(data: &[u8]) -> HeadResult {
             method: req.method.map(str::to_string),
             uri: req.path.map(str::to_string),
             status: None,
+            reason: None,
             protocol: version(req.version),
             headers: collect(req.headers),
             len,
@@ -131,6 +134,7 @@ pub fn parse_response_head(data: &[u8]) -> HeadResult {
             method: None,
             uri: None,
             status: resp.code,
+            reason: resp.reason.map(str::to_string),
             protocol: version(resp.version),
             headers: collect(resp.headers),
             len,

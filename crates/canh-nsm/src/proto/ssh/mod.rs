@@ -75,6 +75,7 @@ impl SshState {
             body.insert(key.into(), Value::Object(o));
         }
         out.push(AppEvent {
+            http: None,
             event_type: "ssh",
             direction: None,
             body,

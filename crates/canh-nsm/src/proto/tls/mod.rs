@@ -228,6 +228,7 @@ impl TlsState {
             o.insert("server_alpns".into(), json!(self.server_alpns));
         }
         out.push(AppEvent {
+            http: None,
             event_type: "tls",
             direction: None,
             body: o,

@@ -1,0 +1,755 @@
+//! Detection: prefilter (Aho-Corasick over fast patterns), rule evaluation, flowbits,
+//! thresholds.
+
+use super::buffers::{AppData, AppProto, Buf, fill};
+use super::compile::{FlowbitOp, Group, Rule, RuleProto, ThresholdKind, Track, Transform};
+use super::matcher::inspect;
+use crate::proto::Direction;
+use aho_corasick::AhoCorasick;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Threshold entries kept at most (oldest windows are dropped first).
+const MAX_THRESHOLD_ENTRIES: usize = 65_536;
+
+/// Per-flow detection state.
+#[derive(Debug, Default, Clone)]
+pub struct FlowDetect {
+    /// Flowbits set on the flow (interned ids).
+    pub bits: Vec<u32>,
+    /// At least one alert fired on the flow.
+    pub alerted: bool,
+}
+
+/// One packet as rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketInfo<'a> {
+    /// Capture time, seconds.
+    pub ts_secs: i64,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (0 without ports).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Direction in the flow.
+    pub dir: Direction,
+    /// The flow is established.
+    pub established: bool,
+    /// First packet of this direction.
+    pub first_in_dir: bool,
+    /// Transport payload.
+    pub payload: &'a [u8],
+    /// TCP flags.
+    pub tcp_flags: Option<u8>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// Detected application protocol of the flow.
+    pub app: Option<AppProto>,
+}
+
+/// Flow endpoints for application events.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowInfo {
+    /// Capture time, seconds.
+    pub ts_secs: i64,
+    /// Initiator.
+    pub client: (IpAddr, u16),
+    /// Responder.
+    pub server: (IpAddr, u16),
+    /// The flow is established.
+    pub established: bool,
+}
+
+/// A fired rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alert {
+    /// Index of the rule in the set.
+    pub rule: u32,
+    /// Direction of the matching data.
+    pub dir: Direction,
+}
+
+/// Fast patterns with the index of their rule.
+type Patterns = Vec<(Vec<u8>, u32)>;
+
+#[derive(Debug, Default)]
+struct Prefilter {
+    ac: Option<AhoCorasick>,
+    owners: Vec<u32>,
+}
+
+impl Prefilter {
+    fn build(pats: Patterns) -> Self {
+        if pats.is_empty() {
+            return Self::default();
+        }
+        let owners = pats.iter().map(|(_, r)| *r).collect();
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(pats.iter().map(|(p, _)| p))
+            .ok();
+        Self { ac, owners }
+    }
+
+    fn candidates(&self, hay: &[u8], out: &mut Vec<u32>) {
+        let Some(ac) = &self.ac else { return };
+        for m in ac.find_overlapping_iter(hay) {
+            if let Some(r) = self.owners.get(m.pattern().as_usize()) {
+                out.push(*r);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct AppIndex {
+    prefilters: Vec<(Buf, Prefilter)>,
+    always: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ThresholdEntry {
+    start: i64,
+    count: u64,
+    fired: u64,
+}
+
+/// Mutable detection state shared by all flows (thresholds, scratch buffers).
+#[derive(Debug, Default)]
+pub struct DetectState {
+    thresholds: HashMap<(u32, Option<IpAddr>, Option<IpAddr>), ThresholdEntry>,
+    /// Threshold entries dropped because the table was full.
+    pub threshold_evictions: u64,
+    candidates: Vec<u32>,
+    scratch: Vec<u8>,
+    transformed: Vec<u8>,
+}
+
+/// Compiled rules ready for matching.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// Rules, flowbit setters first.
+    pub rules: Vec<Rule>,
+    bits: Vec<Vec<BitOp>>,
+    packet: Prefilter,
+    packet_always: Vec<u32>,
+    ip_only: Vec<u32>,
+    ip_by_src: HashMap<IpAddr, Vec<u32>>,
+    ip_by_dst: HashMap<IpAddr, Vec<u32>>,
+    pkt_by_src: HashMap<IpAddr, Vec<u32>>,
+    pkt_by_dst: HashMap<IpAddr, Vec<u32>>,
+    apps: [AppIndex; 3],
+}
+
+#[derive(Debug, Clone)]
+enum BitOp {
+    Set(Vec<u32>),
+    Unset(Vec<u32>),
+    Toggle(Vec<u32>),
+    IsSet(Vec<u32>, bool),
+    IsNotSet(Vec<u32>, bool),
+}
+
+fn app_slot(a: AppProto) -> usize {
+    match a {
+        AppProto::Http => 0,
+        AppProto::Dns => 1,
+        AppProto::Tls => 2,
+    }
+}
+
+impl Engine {
+    /// Builds the engine.
+    pub fn new(mut rules: Vec<Rule>) -> Self {
+        rules.sort_by_key(|r| {
+            r.flowbits
+                .iter()
+                .any(|op| matches!(op, FlowbitOp::IsSet(..) | FlowbitOp::IsNotSet(..)))
+        });
+        let mut names: HashMap<String, u32> = HashMap::new();
+        let mut intern = |list: &[String]| -> Vec<u32> {
+            list.iter()
+                .map(|n| {
+                    let next = names.len() as u32;
+                    *names.entry(n.clone()).or_insert(next)
+                })
+                .collect()
+        };
+        let mut bits = Vec::with_capacity(rules.len());
+        for r in &rules {
+            let ops = r
+                .flowbits
+                .iter()
+                .map(|op| match op {
+                    FlowbitOp::Set(l) => BitOp::Set(intern(l)),
+                    FlowbitOp::Unset(l) => BitOp::Unset(intern(l)),
+                    FlowbitOp::Toggle(l) => BitOp::Toggle(intern(l)),
+                    FlowbitOp::IsSet(l, or) => BitOp::IsSet(intern(l), *or),
+                    FlowbitOp::IsNotSet(l, or) => BitOp::IsNotSet(intern(l), *or),
+                })
+                .collect();
+            bits.push(ops);
+        }
+        let mut packet_pats = Vec::new();
+        let mut packet_always = Vec::new();
+        let mut ip_only = Vec::new();
+        let mut ip_by_src: HashMap<IpAddr, Vec<u32>> = HashMap::new();
+        let mut ip_by_dst: HashMap<IpAddr, Vec<u32>> = HashMap::new();
+        let mut pkt_by_src: HashMap<IpAddr, Vec<u32>> = HashMap::new();
+        let mut pkt_by_dst: HashMap<IpAddr, Vec<u32>> = HashMap::new();
+        let mut app_pats: [HashMap<Buf, Patterns>; 3] = Default::default();
+        let mut apps: [AppIndex; 3] = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            if r.is_app() {
+                let slot = match r.proto {
+                    RuleProto::App(a) => app_slot(a),
+                    _ => continue,
+                };
+                match &r.fast {
+                    Some((buf, pat)) => app_pats[slot]
+                        .entry(*buf)
+                        .or_default()
+                        .push((pat.clone(), i)),
+                    None => apps[slot].always.push(i),
+                }
+            } else if r.is_ip_only() {
+                // IP lists are indexed by host so a new flow looks up only its own addresses.
+                match (r.bidirectional, r.src.hosts(), r.dst.hosts()) {
+                    (false, Some(hosts), _) => {
+                        for h in hosts {
+                            ip_by_src.entry(h).or_default().push(i);
+                        }
+                    }
+                    (false, None, Some(hosts)) => {
+                        for h in hosts {
+                            ip_by_dst.entry(h).or_default().push(i);
+                        }
+                    }
+                    _ => ip_only.push(i),
+                }
+            } else {
+                match &r.fast {
+                    Some((Buf::Payload, pat)) => packet_pats.push((pat.clone(), i)),
+                    // Rules without a payload pattern but with a host list (reputation
+                    // rules with flags/flowbits) are looked up by address.
+                    _ => match (r.bidirectional, r.src.hosts(), r.dst.hosts()) {
+                        (false, Some(hosts), _) => {
+                            for h in hosts {
+                                pkt_by_src.entry(h).or_default().push(i);
+                            }
+                        }
+                        (false, None, Some(hosts)) => {
+                            for h in hosts {
+                                pkt_by_dst.entry(h).or_default().push(i);
+                            }
+                        }
+                        _ => packet_always.push(i),
+                    },
+                }
+            }
+        }
+        for (slot, pats) in app_pats.into_iter().enumerate() {
+            let mut list: Vec<(Buf, Patterns)> = pats.into_iter().collect();
+            list.sort_by_key(|(_, p)| p.first().map_or(0, |x| x.1));
+            apps[slot].prefilters = list
+                .into_iter()
+                .map(|(b, p)| (b, Prefilter::build(p)))
+                .collect();
+        }
+        Self {
+            rules,
+            bits,
+            packet: Prefilter::build(packet_pats),
+            packet_always,
+            ip_only,
+            ip_by_src,
+            ip_by_dst,
+            pkt_by_src,
+            pkt_by_dst,
+            apps,
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Evaluates packet rules on one packet.
+    pub fn match_packet(
+        &self,
+        st: &mut DetectState,
+        pkt: &PacketInfo<'_>,
+        flow: &mut FlowDetect,
+        out: &mut Vec<Alert>,
+    ) {
+        let mut cands = std::mem::take(&mut st.candidates);
+        cands.clear();
+        if pkt.first_in_dir {
+            cands.extend_from_slice(&self.ip_only);
+            if let Some(l) = self.ip_by_src.get(&pkt.src) {
+                cands.extend_from_slice(l);
+            }
+            if let Some(l) = self.ip_by_dst.get(&pkt.dst) {
+                cands.extend_from_slice(l);
+            }
+        }
+        if !pkt.payload.is_empty() {
+            self.packet.candidates(pkt.payload, &mut cands);
+        }
+        if let Some(l) = self.pkt_by_src.get(&pkt.src) {
+            cands.extend_from_slice(l);
+        }
+        if let Some(l) = self.pkt_by_dst.get(&pkt.dst) {
+            cands.extend_from_slice(l);
+        }
+        cands.extend_from_slice(&self.packet_always);
+        // Rule order (flowbit setters first) decides evaluation order.
+        cands.sort_unstable();
+        cands.dedup();
+        for &ri in &cands {
+            let Some(rule) = self.rules.get(ri as usize) else {
+                continue;
+            };
+            if !self.packet_header(rule, pkt) {
+                continue;
+            }
+            if !self.bits_ok(ri, flow) {
+                continue;
+            }
+            let groups_ok = rule.groups.iter().all(|g| {
+                g.buf == Buf::Payload && group_matches(g, pkt.payload, &mut st.transformed)
+            });
+            if !groups_ok {
+                continue;
+            }
+            self.fire(st, ri, pkt.ts_secs, pkt.src, pkt.dst, pkt.dir, flow, out);
+        }
+        st.candidates = cands;
+    }
+
+    fn packet_header(&self, rule: &Rule, pkt: &PacketInfo<'_>) -> bool {
+        let proto_ok = match rule.proto {
+            RuleProto::Ip => true,
+            RuleProto::Tcp => pkt.proto == 6,
+            RuleProto::Udp => pkt.proto == 17,
+            RuleProto::Icmp => pkt.proto == 1 || pkt.proto == 58,
+            RuleProto::App(a) => pkt.app == Some(a),
+        };
+        if !proto_ok || !flow_ok(rule, pkt.dir, pkt.established) {
+            return false;
+        }
+        if let Some(d) = rule.dsize
+            && !d.test(pkt.payload.len() as u64)
+        {
+            return false;
+        }
+        if rule.itype.is_some() || rule.icode.is_some() {
+            let Some((t, c)) = pkt.icmp else { return false };
+            if rule.itype.is_some_and(|r| !r.test(u64::from(t)))
+                || rule.icode.is_some_and(|r| !r.test(u64::from(c)))
+            {
+                return false;
+            }
+        }
+        if let Some((want, mask, modifier)) = rule.flags {
+            let Some(f) = pkt.tcp_flags else { return false };
+            let f = f & mask;
+            let ok = match modifier {
+                '+' => f & want == want,
+                '*' => f & want != 0,
+                '!' => f & want == 0,
+                _ => f == want,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        // Address groups last: they are the most expensive header test.
+        header_ok(rule, (pkt.src, pkt.sport), (pkt.dst, pkt.dport))
+    }
+
+    /// Evaluates application rules on one application event.
+    pub fn match_app(
+        &self,
+        st: &mut DetectState,
+        data: &AppData<'_>,
+        flow_info: &FlowInfo,
+        flow: &mut FlowDetect,
+        out: &mut Vec<Alert>,
+    ) {
+        let idx = &self.apps[app_slot(data.proto)];
+        let mut cands = std::mem::take(&mut st.candidates);
+        cands.clear();
+        for (buf, pf) in &idx.prefilters {
+            if fill(*buf, data, &mut st.scratch) {
+                pf.candidates(&st.scratch, &mut cands);
+            }
+        }
+        cands.extend_from_slice(&idx.always);
+        cands.sort_unstable();
+        cands.dedup();
+        for &ri in &cands {
+            let Some(rule) = self.rules.get(ri as usize) else {
+                continue;
+            };
+            if rule.proto != RuleProto::App(data.proto) {
+                continue;
+            }
+            let dir = rule
+                .groups
+                .iter()
+                .find_map(|g| g.buf.direction())
+                .or(rule.flow.direction)
+                .or(data.direction)
+                .unwrap_or(Direction::ToServer);
+            if data.direction.is_some_and(|d| d != dir) && data.proto != AppProto::Http {
+                continue;
+            }
+            if !flow_ok(rule, dir, flow_info.established) {
+                continue;
+            }
+            let (src, dst) = match dir {
+                Direction::ToServer => (flow_info.client, flow_info.server),
+                Direction::ToClient => (flow_info.server, flow_info.client),
+            };
+            if !header_ok(rule, src, dst) || !self.bits_ok(ri, flow) {
+                continue;
+            }
+            let ok = rule.groups.iter().all(|g| {
+                fill(g.buf, data, &mut st.scratch)
+                    && group_matches(g, &st.scratch, &mut st.transformed)
+            });
+            if !ok {
+                continue;
+            }
+            self.fire(st, ri, flow_info.ts_secs, src.0, dst.0, dir, flow, out);
+        }
+        st.candidates = cands;
+    }
+
+    fn bits_ok(&self, ri: u32, flow: &FlowDetect) -> bool {
+        let Some(ops) = self.bits.get(ri as usize) else {
+            return true;
+        };
+        ops.iter().all(|op| match op {
+            BitOp::IsSet(l, true) => l.iter().any(|b| flow.bits.contains(b)),
+            BitOp::IsSet(l, false) => l.iter().all(|b| flow.bits.contains(b)),
+            BitOp::IsNotSet(l, true) => l.iter().any(|b| !flow.bits.contains(b)),
+            BitOp::IsNotSet(l, false) => l.iter().all(|b| !flow.bits.contains(b)),
+            _ => true,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fire(
+        &self,
+        st: &mut DetectState,
+        ri: u32,
+        ts: i64,
+        src: IpAddr,
+        dst: IpAddr,
+        dir: Direction,
+        flow: &mut FlowDetect,
+        out: &mut Vec<Alert>,
+    ) {
+        if let Some(ops) = self.bits.get(ri as usize) {
+            for op in ops {
+                match op {
+                    BitOp::Set(l) => {
+                        for b in l {
+                            if !flow.bits.contains(b) {
+                                flow.bits.push(*b);
+                            }
+                        }
+                    }
+                    BitOp::Unset(l) => flow.bits.retain(|b| !l.contains(b)),
+                    BitOp::Toggle(l) => {
+                        for b in l {
+                            if let Some(p) = flow.bits.iter().position(|x| x == b) {
+                                flow.bits.swap_remove(p);
+                            } else {
+                                flow.bits.push(*b);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some(rule) = self.rules.get(ri as usize) else {
+            return;
+        };
+        if rule.noalert {
+            return;
+        }
+        if let Some(t) = rule.threshold
+            && !st.threshold_pass(ri, t, ts, src, dst)
+        {
+            return;
+        }
+        flow.alerted = true;
+        out.push(Alert { rule: ri, dir });
+    }
+}
+
+impl DetectState {
+    fn threshold_pass(
+        &mut self,
+        ri: u32,
+        t: super::compile::Threshold,
+        ts: i64,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> bool {
+        let key = match t.track {
+            Track::BySrc => (ri, Some(src), None),
+            Track::ByDst => (ri, None, Some(dst)),
+            Track::ByBoth => (ri, Some(src), Some(dst)),
+            Track::ByRule => (ri, None, None),
+        };
+        if self.thresholds.len() >= MAX_THRESHOLD_ENTRIES && !self.thresholds.contains_key(&key) {
+            let before = self.thresholds.len();
+            // Drop windows that ended more than an hour ago, else everything.
+            self.thresholds.retain(|_, e| ts - e.start < 3600);
+            if self.thresholds.len() >= MAX_THRESHOLD_ENTRIES {
+                self.thresholds.clear();
+            }
+            self.threshold_evictions += (before - self.thresholds.len()) as u64;
+        }
+        let window = t.seconds as i64;
+        let e = self.thresholds.entry(key).or_insert(ThresholdEntry {
+            start: ts,
+            count: 0,
+            fired: 0,
+        });
+        if ts - e.start >= window {
+            *e = ThresholdEntry {
+                start: ts,
+                count: 0,
+                fired: 0,
+            };
+        }
+        e.count += 1;
+        match t.kind {
+            ThresholdKind::Limit => {
+                if e.count <= t.count {
+                    e.fired += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            ThresholdKind::Threshold => {
+                if e.count >= t.count {
+                    e.count = 0;
+                    true
+                } else {
+                    false
+                }
+            }
+            ThresholdKind::Both => {
+                if e.count >= t.count && e.fired == 0 {
+                    e.fired = 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            ThresholdKind::DetectionFilter => e.count > t.count,
+        }
+    }
+}
+
+fn flow_ok(rule: &Rule, dir: Direction, established: bool) -> bool {
+    let f = &rule.flow;
+    if f.established && !established {
+        return false;
+    }
+    if f.not_established && established {
+        return false;
+    }
+    f.direction.is_none_or(|d| d == dir)
+}
+
+fn header_ok(rule: &Rule, src: (IpAddr, u16), dst: (IpAddr, u16)) -> bool {
+    let fwd = rule.src.matches(src.0)
+        && rule.sport.matches(src.1)
+        && rule.dst.matches(dst.0)
+        && rule.dport.matches(dst.1);
+    fwd || (rule.bidirectional
+        && rule.src.matches(dst.0)
+        && rule.sport.matches(dst.1)
+        && rule.dst.matches(src.0)
+        && rule.dport.matches(src.1))
+}
+
+fn group_matches(g: &Group, buf: &[u8], scratch: &mut Vec<u8>) -> bool {
+    let data: &[u8] = if g.transforms.is_empty() {
+        buf
+    } else {
+        scratch.clear();
+        scratch.extend_from_slice(buf);
+        for t in &g.transforms {
+            apply_transform(*t, scratch);
+        }
+        scratch
+    };
+    if let Some(b) = g.bsize
+        && !b.test(data.len() as u64)
+    {
+        return false;
+    }
+    if g.buf == Buf::Payload && data.is_empty() && !g.items.is_empty() {
+        return false;
+    }
+    inspect(data, &g.items)
+}
+
+fn apply_transform(t: Transform, buf: &mut Vec<u8>) {
+    match t {
+        Transform::DotPrefix => buf.insert(0, b'.'),
+        Transform::ToLowercase => buf.make_ascii_lowercase(),
+        Transform::StripWhitespace => buf.retain(|c| !c.is_ascii_whitespace()),
+        Transform::CompressWhitespace => {
+            let mut out = Vec::with_capacity(buf.len());
+            let mut last_ws = false;
+            for &c in buf.iter() {
+                let ws = c.is_ascii_whitespace();
+                if ws && last_ws {
+                    continue;
+                }
+                out.push(if ws { b' ' } else { c });
+                last_ws = ws;
+            }
+            *buf = out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::buffers::HttpRaw;
+    use super::super::{Vars, compile_text};
+    use super::*;
+    use crate::proto::http1::parser::Head;
+    use serde_json::Map;
+
+    fn engine(text: &str) -> Engine {
+        let (rules, checks) = compile_text(text, "t", &Vars::default());
+        assert!(checks.iter().all(|c| c.problem.is_none()), "{checks:?}");
+        Engine::new(rules)
+    }
+
+    fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> Head {
+        Head {
+            method: Some(method.into()),
+            uri: Some(uri.into()),
+            protocol: "HTTP/1.1".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                .collect(),
+            ..Head::default()
+        }
+    }
+
+    fn run_http(e: &Engine, raw: &HttpRaw) -> Vec<u64> {
+        let body = Map::new();
+        let data = AppData {
+            proto: AppProto::Http,
+            body: &body,
+            http: Some(raw),
+            direction: None,
+        };
+        let info = FlowInfo {
+            ts_secs: 0,
+            client: ("10.0.0.1".parse().unwrap(), 40000),
+            server: ("93.184.216.34".parse().unwrap(), 80),
+            established: true,
+        };
+        let mut st = DetectState::default();
+        let mut fd = FlowDetect::default();
+        let mut out = Vec::new();
+        e.match_app(&mut st, &data, &info, &mut fd, &mut out);
+        out.iter().map(|a| e.rules[a.rule as usize].sid).collect()
+    }
+
+    #[test]
+    fn indexed_ip_lists_match_on_the_first_packet_only() {
+        let e = engine(concat!(
+            "alert ip [192.0.2.1,192.0.2.2] any -> $HOME_NET any (msg:\"rep\"; sid:1;)\n",
+            "alert ip $HOME_NET any -> [198.51.100.9] any (msg:\"rep out\"; sid:2;)\n",
+        ));
+        let mut pkt = PacketInfo {
+            ts_secs: 0,
+            src: "192.0.2.2".parse().unwrap(),
+            dst: "10.0.0.5".parse().unwrap(),
+            sport: 1,
+            dport: 2,
+            proto: 17,
+            dir: Direction::ToServer,
+            established: false,
+            first_in_dir: true,
+            payload: b"",
+            tcp_flags: None,
+            icmp: None,
+            app: None,
+        };
+        let mut st = DetectState::default();
+        let mut fd = FlowDetect::default();
+        let mut out = Vec::new();
+        e.match_packet(&mut st, &pkt, &mut fd, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.rules[out[0].rule as usize].sid, 1);
+        pkt.first_in_dir = false;
+        out.clear();
+        e.match_packet(&mut st, &pkt, &mut fd, &mut out);
+        assert!(out.is_empty());
+        pkt.src = "10.0.0.5".parse().unwrap();
+        pkt.dst = "198.51.100.9".parse().unwrap();
+        pkt.first_in_dir = true;
+        e.match_packet(&mut st, &pkt, &mut fd, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.rules[out[0].rule as usize].sid, 2);
+    }
+
+    #[test]
+    fn http_sticky_and_legacy_buffers_match() {
+        let e = engine(concat!(
+            "alert http any any -> any any (content:\"/etc/passwd\"; http_uri; sid:1;)\n",
+            "alert http $HOME_NET any -> $EXTERNAL_NET any (flow:established,to_server; ",
+            "http.method; content:\"GET\"; http.host; content:\"example.com\"; bsize:11; ",
+            "http.user_agent; content:\"curl/\"; startswith; sid:2;)\n",
+            "alert http any any -> any any (http.uri; content:\"/other\"; sid:3;)\n",
+            "alert http any any -> any any (http.header; content:\"X-A|3a 20|1|0d 0a|\"; sid:4;)\n",
+            "alert http any any -> any any (pcre:\"/passwd$/U\"; sid:5;)\n",
+        ));
+        let raw = HttpRaw {
+            request: Some(head(
+                "GET",
+                "/etc/passwd",
+                &[
+                    ("Host", "Example.com:8080"),
+                    ("User-Agent", "curl/8.0"),
+                    ("X-A", "1"),
+                ],
+            )),
+            ..HttpRaw::default()
+        };
+        let mut sids = run_http(&e, &raw);
+        sids.sort_unstable();
+        assert_eq!(sids, vec![1, 2, 4, 5]);
+    }
+}

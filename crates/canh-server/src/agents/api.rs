@@ -1,0 +1,296 @@
+//! `/api/v1` routes for agents: the agent list, enrolment tokens, revocation, host inventory,
+//! vulnerabilities, patch tasks and the offline OSV import. Every route needs a logged-in user
+//! (session cookie or bearer token); agents are not tied to agencies, so agency-scoped users
+//! are refused.
+
+// Handlers return axum's `Response` as their error, as the rest of the HTTP layer does.
+#![allow(clippy::result_large_err)]
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::vuln::PatchStatus;
+use super::{AgentService, AgentsError};
+use crate::soar::SoarState;
+use crate::soar::auth::AuthUser;
+
+/// Largest OSV archive accepted over HTTP (osv.dev's `Debian/all.zip` is tens of MB).
+const MAX_IMPORT_BYTES: usize = 1 << 30;
+
+/// What the agent handlers share.
+#[derive(Clone)]
+pub struct AgentApiState {
+    /// The agent service.
+    pub agents: AgentService,
+    /// Users and sessions (for authentication).
+    pub soar: SoarState,
+    /// The node's local command-line token (full access), when set.
+    pub local_token: Option<String>,
+}
+
+/// Who calls: the local command line (its token file) or a user.
+enum Caller {
+    Local,
+    User(Box<AuthUser>),
+}
+
+impl axum::extract::FromRequestParts<AgentApiState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AgentApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let (Some(t), Some(local)) = (bearer, &st.local_token)
+            && !local.is_empty()
+            && t.len() == local.len()
+            && t.bytes()
+                .zip(local.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        {
+            return Ok(Caller::Local);
+        }
+        AuthUser::from_request_parts(parts, st)
+            .await
+            .map(|u| Caller::User(Box::new(u)))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+impl Caller {
+    /// Agents belong to no agency: only unscoped users see them.
+    fn reader(&self) -> Result<(), Response> {
+        match self {
+            Caller::Local => Ok(()),
+            Caller::User(u) => u.require_agency(None).map_err(IntoResponse::into_response),
+        }
+    }
+
+    fn admin(&self) -> Result<(), Response> {
+        self.reader()?;
+        match self {
+            Caller::Local => Ok(()),
+            Caller::User(u) => u.require_admin().map_err(IntoResponse::into_response),
+        }
+    }
+
+    fn writer(&self) -> Result<(), Response> {
+        self.reader()?;
+        match self {
+            Caller::Local => Ok(()),
+            Caller::User(u) => u.require_write().map_err(IntoResponse::into_response),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Caller::Local => "local-cli".into(),
+            Caller::User(u) => u.user.name.clone(),
+        }
+    }
+}
+
+impl FromRef<AgentApiState> for SoarState {
+    fn from_ref(s: &AgentApiState) -> Self {
+        s.soar.clone()
+    }
+}
+
+/// The agent routes, ready to merge into the node's router.
+pub fn router(agents: AgentService, soar: SoarState, local_token: Option<String>) -> Router {
+    Router::new()
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/enrolment-tokens", post(create_token))
+        .route("/api/v1/agents/{id}/revoke", post(revoke))
+        .route("/api/v1/agents/{id}/inventory", get(inventory))
+        .route("/api/v1/agents/{id}/vulnerabilities", get(vulnerabilities))
+        .route("/api/v1/agents/{id}/patch-tasks", get(host_patch_tasks))
+        .route("/api/v1/patch-tasks", get(all_patch_tasks))
+        .route("/api/v1/patch-tasks/{id}", patch(update_patch_task))
+        .route("/api/v1/vulnerabilities/status", get(db_status))
+        .route(
+            "/api/v1/vulnerabilities/import",
+            post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
+        .with_state(AgentApiState {
+            agents,
+            soar,
+            local_token,
+        })
+}
+
+type R = Result<Json<Value>, Response>;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn agents_error(e: AgentsError) -> Response {
+    match e {
+        AgentsError::NotFound(what) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        ),
+        AgentsError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        other => {
+            tracing::error!(error = %other, "agents request failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> R {
+    serde_json::to_value(v)
+        .map(Json)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+async fn list_agents(auth: Caller, State(st): State<AgentApiState>) -> R {
+    auth.reader()?;
+    to_json(st.agents.agents())
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    #[serde(default = "default_ttl")]
+    ttl_secs: u64,
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+async fn create_token(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    body: Option<Json<TokenRequest>>,
+) -> R {
+    auth.admin()?;
+    let ttl = body.map_or(default_ttl(), |b| b.ttl_secs);
+    if ttl == 0 || ttl > 7 * 24 * 3600 {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "ttl_secs must be between 1 and 604800",
+        ));
+    }
+    let token = st
+        .agents
+        .create_enrolment_token(std::time::Duration::from_secs(ttl))
+        .map_err(agents_error)?;
+    Ok(Json(json!({
+        "token": token,
+        "ttl_secs": ttl,
+        "ca_pin": st.agents.ca_pin(),
+    })))
+}
+
+async fn revoke(auth: Caller, State(st): State<AgentApiState>, Path(id): Path<String>) -> R {
+    auth.admin()?;
+    st.agents.revoke(&id).map_err(agents_error)?;
+    Ok(Json(json!({"agent_id": id, "revoked": true})))
+}
+
+async fn inventory(auth: Caller, State(st): State<AgentApiState>, Path(id): Path<String>) -> R {
+    auth.reader()?;
+    to_json(st.agents.host_inventory(&id).map_err(agents_error)?)
+}
+
+async fn vulnerabilities(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Path(id): Path<String>,
+) -> R {
+    auth.reader()?;
+    to_json(st.agents.vulnerabilities(&id).map_err(agents_error)?)
+}
+
+async fn host_patch_tasks(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Path(id): Path<String>,
+) -> R {
+    auth.reader()?;
+    st.agents.host_inventory(&id).map_err(agents_error)?;
+    to_json(st.agents.patch_tasks(Some(&id)))
+}
+
+async fn all_patch_tasks(auth: Caller, State(st): State<AgentApiState>) -> R {
+    auth.reader()?;
+    to_json(st.agents.patch_tasks(None))
+}
+
+#[derive(Deserialize)]
+struct PatchUpdate {
+    status: PatchStatus,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn update_patch_task(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Path(id): Path<u64>,
+    Json(body): Json<PatchUpdate>,
+) -> R {
+    auth.writer()?;
+    let t = st
+        .agents
+        .set_patch_status(id, body.status, &auth.name(), body.note)
+        .map_err(agents_error)?;
+    to_json(t)
+}
+
+async fn db_status(auth: Caller, State(st): State<AgentApiState>) -> R {
+    auth.reader()?;
+    let eco = st.agents.vulnerability_db_status();
+    Ok(Json(json!({"ecosystems": eco})))
+}
+
+async fn import(auth: Caller, State(st): State<AgentApiState>, body: Bytes) -> R {
+    auth.admin()?;
+    if body.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "send a zip of OSV records or one OSV JSON record as the body",
+        ));
+    }
+    let agents = st.agents.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        agents.import_vulnerability_bytes("request body", &body)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(agents_error)?;
+    tracing::info!(
+        user = %auth.name(),
+        imported = report.imported,
+        total = report.total,
+        "osv advisories imported"
+    );
+    to_json(report)
+}
