@@ -108,6 +108,21 @@ fn empty_scope(kind: &str) -> Response {
     }
 }
 
+/// The request's query limited to the caller's agencies and its time range, or the answer to
+/// give at once (a bad query, or an empty result for a caller who sees no agency).
+fn scoped_range(
+    reader: &Reader,
+    p: &SearchParams,
+    kind: &str,
+) -> Result<(canh_core::query::Expr, DateTime<Utc>, DateTime<Utc>), Box<Response>> {
+    let (query, from, to) = range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref())
+        .map_err(|m| Box::new(api_error(StatusCode::BAD_REQUEST, "invalid_query", &m)))?;
+    let query = reader
+        .scoped(query)
+        .ok_or_else(|| Box::new(empty_scope(kind)))?;
+    Ok((query, from, to))
+}
+
 /// Routes of the search API.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -175,13 +190,9 @@ async fn search(
     reader: Reader,
     Query(p): Query<SearchParams>,
 ) -> Response {
-    let (query, from, to) =
-        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-            Ok(r) => r,
-            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-        };
-    let Some(query) = reader.scoped(query) else {
-        return empty_scope("search");
+    let (query, from, to) = match scoped_range(&reader, &p, "search") {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
     let cursor = match p.cursor.as_deref().map(str::parse::<Cursor>).transpose() {
         Ok(c) => c,
@@ -230,13 +241,9 @@ async fn count(
     reader: Reader,
     Query(p): Query<SearchParams>,
 ) -> Response {
-    let (query, from, to) =
-        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-            Ok(r) => r,
-            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-        };
-    let Some(query) = reader.scoped(query) else {
-        return empty_scope("count");
+    let (query, from, to) = match scoped_range(&reader, &p, "count") {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
     let Some(field) = p.field else {
         return api_error(
@@ -284,13 +291,9 @@ async fn histogram(
     reader: Reader,
     Query(p): Query<SearchParams>,
 ) -> Response {
-    let (query, from, to) =
-        match range_and_query(p.q.as_deref(), p.from.as_deref(), p.to.as_deref()) {
-            Ok(r) => r,
-            Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_query", &m),
-        };
-    let Some(query) = reader.scoped(query) else {
-        return empty_scope("histogram");
+    let (query, from, to) = match scoped_range(&reader, &p, "histogram") {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
     let interval = match p.interval.as_deref() {
         None => {
