@@ -183,22 +183,11 @@ impl Detector {
         let Ok(mut last) = self.last_alert.lock() else {
             return false;
         };
-        let key = (m.rule_index, host);
-        let now = ev.timestamp;
-        match last.get(&key) {
-            Some(t) if now >= *t && now - *t < self.suppress => {
-                self.metrics.add("canh_detect_suppressed_total", &[], 1);
-                true
-            }
-            _ => {
-                last.insert(key, now);
-                if last.len() > 100_000 {
-                    let cutoff = now - self.suppress;
-                    last.retain(|_, t| *t >= cutoff);
-                }
-                false
-            }
+        let repeat = is_repeat(&mut last, (m.rule_index, host), ev.timestamp, self.suppress);
+        if repeat {
+            self.metrics.add("canh_detect_suppressed_total", &[], 1);
         }
+        repeat
     }
 
     fn save_state(&self) {
@@ -540,6 +529,28 @@ async fn delete_set(
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
+/// Whether a match of `key` at `now` repeats an alert raised within `window` of it; if not,
+/// `now` becomes the key's last alert. Events of one host can reach the detector out of order
+/// (one connection each, batches evaluated side by side), so the window counts on both sides.
+fn is_repeat(
+    last: &mut HashMap<(usize, String), DateTime<Utc>>,
+    key: (usize, String),
+    now: DateTime<Utc>,
+    window: Duration,
+) -> bool {
+    if let Some(t) = last.get(&key)
+        && (now - *t).abs() < window
+    {
+        return true;
+    }
+    last.insert(key, now);
+    if last.len() > 100_000 {
+        let cutoff = now - window;
+        last.retain(|_, t| *t >= cutoff);
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +575,28 @@ mod tests {
             Some("winlog.event_data.DestinationIp")
         );
         assert_eq!(a.get_str(fields::HOST_NAME), Some("ws01"));
+    }
+
+    #[test]
+    fn repeats_are_found_whichever_order_the_events_arrive_in() {
+        let mut last = HashMap::new();
+        let t0 = Utc::now();
+        let w = Duration::seconds(600);
+        let key = || (3, "ws01".to_owned());
+        // The later event is evaluated first.
+        assert!(!is_repeat(
+            &mut last,
+            key(),
+            t0 + Duration::milliseconds(4),
+            w
+        ));
+        assert!(is_repeat(&mut last, key(), t0, w));
+        assert!(is_repeat(&mut last, key(), t0 + Duration::seconds(599), w));
+        // Another host or another rule is not a repeat.
+        assert!(!is_repeat(&mut last, (3, "ws02".to_owned()), t0, w));
+        assert!(!is_repeat(&mut last, (4, "ws01".to_owned()), t0, w));
+        // Past the window it alerts again.
+        assert!(!is_repeat(&mut last, key(), t0 + Duration::seconds(700), w));
     }
 
     #[test]

@@ -173,8 +173,10 @@ struct Inner {
     wal: Wal,
     tail: Arc<Mutex<Tail>>,
     visibility: RwLock<()>,
-    flush_lock: tokio::sync::Mutex<()>,
-    files_lock: tokio::sync::RwLock<()>,
+    /// Held by the blocking flush or maintenance itself (owned guards moved into the blocking
+    /// task), so an aborted caller cannot let a second flush start beside a running one.
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
+    files_lock: Arc<tokio::sync::RwLock<()>>,
     lake: Lake,
     index: HotIndex,
     dead: DeadLetterStore,
@@ -384,20 +386,26 @@ async fn background(inner: Arc<Inner>) {
 }
 
 async fn flush(inner: &Arc<Inner>) -> Result<FlushStats, StoreError> {
-    let _flushing = inner.flush_lock.lock().await;
+    let flushing = inner.flush_lock.clone().lock_owned().await;
     let inner2 = inner.clone();
-    tokio::task::spawn_blocking(move || inner2.flush())
-        .await
-        .map_err(join_err)?
+    tokio::task::spawn_blocking(move || {
+        let _flushing = flushing;
+        inner2.flush()
+    })
+    .await
+    .map_err(join_err)?
 }
 
 async fn maintenance(inner: &Arc<Inner>) -> Result<MaintenanceReport, StoreError> {
-    let _flushing = inner.flush_lock.lock().await;
-    let _files = inner.files_lock.write().await;
+    let flushing = inner.flush_lock.clone().lock_owned().await;
+    let files = inner.files_lock.clone().write_owned().await;
     let inner2 = inner.clone();
-    tokio::task::spawn_blocking(move || inner2.maintenance())
-        .await
-        .map_err(join_err)?
+    tokio::task::spawn_blocking(move || {
+        let _held = (flushing, files);
+        inner2.maintenance()
+    })
+    .await
+    .map_err(join_err)?
 }
 
 impl Inner {
@@ -447,8 +455,8 @@ impl Inner {
             wal,
             tail,
             visibility: RwLock::new(()),
-            flush_lock: tokio::sync::Mutex::new(()),
-            files_lock: tokio::sync::RwLock::new(()),
+            flush_lock: Arc::new(tokio::sync::Mutex::new(())),
+            files_lock: Arc::new(tokio::sync::RwLock::new(())),
             lake,
             index,
             dead,
