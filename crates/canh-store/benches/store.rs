@@ -30,6 +30,24 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
+/// Bytes per file extension under `p` (tantivy: `term`, `idx`, `pos`, `store`, `fast`, ...).
+fn by_extension(p: &Path, out: &mut std::collections::BTreeMap<String, u64>) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                by_extension(&e.path(), out);
+            } else {
+                let ext = e
+                    .path()
+                    .extension()
+                    .map_or_else(String::new, |x| x.to_string_lossy().into_owned());
+                *out.entry(ext).or_insert(0) += m.len();
+            }
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let n: u64 = std::env::var("CANH_BENCH_EVENTS")
         .ok()
@@ -41,16 +59,24 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
+    let mut cfg = StoreConfig {
         flush_interval_ms: 0,
         flush_max_events: usize::MAX,
         ..StoreConfig::default()
     };
+    // `CANH_BENCH_PAGE_KB` tries another Parquet page size (disk against search latency).
+    if let Some(kb) = std::env::var("CANH_BENCH_PAGE_KB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.parquet_page_kb = kb;
+    }
     let end = Utc::now();
     let span = Duration::hours(24);
     let store = rt.block_on(Store::open(dir.path(), cfg)).unwrap();
     let mut raw = 0u64;
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut flush_time = std::time::Duration::ZERO;
     let mut i = 0;
     while i < n {
@@ -70,6 +96,12 @@ fn bench(c: &mut Criterion) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
+    // CPU time is steadier than wall time on a shared machine.
+    eprintln!(
+        "ingest CPU: {cpu:.1} s of CPU for {n} events = {:.0} events per CPU-second",
+        n as f64 / cpu.max(1e-9)
+    );
     let parquet = dir_size(&dir.path().join("events"));
     let index = dir_size(&dir.path().join("index"));
     eprintln!(
@@ -83,6 +115,13 @@ fn bench(c: &mut Criterion) {
         index as f64 / 1e6,
         100.0 * index as f64 / raw as f64,
     );
+    let mut parts = std::collections::BTreeMap::new();
+    by_extension(&dir.path().join("index"), &mut parts);
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(ext, b)| format!("{ext} {:.1} MB", *b as f64 / 1e6))
+        .collect();
+    eprintln!("index by file kind: {}", parts.join(", "));
     let total = dir_size(dir.path());
     eprintln!(
         "on disk in all (WAL, Parquet, index, dead letters): {:.1} MB ({:.1} % of raw); peak RSS {} MB",
@@ -168,6 +207,22 @@ fn bench(c: &mut Criterion) {
             assert_eq!(r.rows.len(), 2000);
         })
     });
+}
+
+/// User + system CPU time of this process so far, in seconds (Linux, 100 ticks/s).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses): utime is the 12th, stime
+            // the 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let u: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((u + st) / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// Peak resident set size of this process, in MB (Linux `VmHWM`).

@@ -33,6 +33,9 @@ pub struct StoreConfig {
     pub parquet_zstd_level: i32,
     /// Rows per Parquet row group. Default 131072.
     pub parquet_row_group_rows: usize,
+    /// Largest Parquet data page, in KiB. Smaller pages make a search read less around the rows
+    /// it shows; larger ones compress better. Default 1024.
+    pub parquet_page_kb: usize,
     /// Compact a day's partition once it holds at least this many Parquet files. Default 8.
     pub compact_min_files: usize,
     /// Run retention and compaction every this many seconds (0 = only when asked). Default 3600.
@@ -53,6 +56,7 @@ impl Default for StoreConfig {
             index_heap_mb: 64,
             parquet_zstd_level: 3,
             parquet_row_group_rows: 128 * 1024,
+            parquet_page_kb: 1024,
             compact_min_files: 8,
             maintenance_interval_secs: 3600,
         }
@@ -69,8 +73,13 @@ impl StoreConfig {
         if self.index_heap_mb < 15 {
             return bad("index_heap_mb must be at least 15");
         }
-        if self.parquet_row_group_rows == 0 || self.flush_max_events == 0 {
-            return bad("parquet_row_group_rows and flush_max_events must be positive");
+        if self.parquet_row_group_rows == 0
+            || self.flush_max_events == 0
+            || self.parquet_page_kb == 0
+        {
+            return bad(
+                "parquet_row_group_rows, parquet_page_kb and flush_max_events must be positive",
+            );
         }
         if self.retention_days == 0 {
             return bad("retention_days must be positive");

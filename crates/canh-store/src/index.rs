@@ -10,11 +10,12 @@
 //! | `has` | the names of fields with a value (`_exists_`) |
 //! | `t_message`, `t_original` | `message` / `event.original` tokenised with positions |
 //! | `ff_*` | fast string columns of [`FAST_FIELDS`] for counts |
-//! | `src` | the event as JSON (stored) |
 //!
 //! [`HotIndex::compile`] turns an [`Expr`] into a tantivy query. Where the index cannot answer
 //! exactly (numeric ranges, CIDR, a few number spellings) it returns a superset and says so; the
 //! caller then filters candidates with [`Expr::matches`], which stays the reference semantics.
+//! The index stores no documents: events are loaded from the Parquet lake by sequence number
+//! (see `Lake::fetch`), so the hot window costs only its postings, terms and columns.
 //! Each commit carries the highest sequence number it holds as its payload.
 
 use std::collections::BTreeMap;
@@ -23,8 +24,8 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use canh_core::Event;
 use canh_core::query::{self, Expr, Glob};
+use canh_core::{Event, fields};
 use chrono::{DateTime, NaiveDate, Utc};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
@@ -33,15 +34,14 @@ use tantivy::query::{
     TermQuery,
 };
 use tantivy::schema::{
-    BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
-    Value as _,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher,
-    SegmentOrdinal, SegmentReader, TantivyDocument, Term,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    SegmentReader, TantivyDocument, Term,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::StoreError;
 
@@ -60,6 +60,15 @@ pub const FAST_FIELDS: &[&str] = &[
 ];
 
 const TEXT_TOKENIZER: &str = "canh_text";
+/// Candidates loaded at once by the post-filter of inexact queries.
+pub const LOAD_CHUNK: usize = 4096;
+
+/// Loads events by sequence number for index keys (the store reads them from Parquet).
+pub type Loader<'a> = dyn FnMut(
+        &Snapshot,
+        &[(usize, DocKey)],
+    ) -> Result<std::collections::HashMap<u64, Event>, StoreError>
+    + 'a;
 const SEP: char = '\x1f';
 /// Keyword values longer than this are not indexed as terms (such queries are post-filtered).
 const MAX_KW_BYTES: usize = 32 * 1024;
@@ -80,7 +89,6 @@ struct Fields {
     has: Field,
     message: Field,
     original: Field,
-    src: Field,
     fast: Vec<(&'static str, Field)>,
 }
 
@@ -102,7 +110,6 @@ fn build_schema() -> (Schema, Fields) {
     );
     let message = b.add_text_field("t_message", text.clone());
     let original = b.add_text_field("t_original", text);
-    let src = b.add_bytes_field("src", BytesOptions::default().set_stored());
     let mut fast = Vec::new();
     for f in FAST_FIELDS {
         let opts = TextOptions::default().set_fast("raw");
@@ -117,7 +124,6 @@ fn build_schema() -> (Schema, Fields) {
             has,
             message,
             original,
-            src,
             fast,
         },
     )
@@ -170,8 +176,9 @@ pub struct Snapshot {
 }
 
 impl HotIndex {
-    /// Opens every day index under `root`.
-    pub fn open(root: &Path, heap_bytes: usize) -> Result<Self, StoreError> {
+    /// Opens every day index under `root`. Also returns the days whose index could not be
+    /// opened and was removed; the caller rebuilds them from the lake.
+    pub fn open(root: &Path, heap_bytes: usize) -> Result<(Self, Vec<NaiveDate>), StoreError> {
         fs::create_dir_all(root).map_err(|e| StoreError::Io {
             what: format!("failed to create {}", root.display()),
             source: e,
@@ -189,6 +196,7 @@ impl HotIndex {
             source: e,
         })?;
         let mut days = lock(&me.days);
+        let mut rebuild = Vec::new();
         for d in rd.flatten() {
             let Some(day) = d
                 .file_name()
@@ -198,10 +206,25 @@ impl HotIndex {
             else {
                 continue;
             };
-            days.insert(day, me.open_day(day)?);
+            match me.open_day(day) {
+                Ok(d) => {
+                    days.insert(day, d);
+                }
+                // Written under another schema (an older release): the index is derived data,
+                // so it is rebuilt from the lake.
+                Err(e) => {
+                    warn!(day = %day, error = %e, "day index unreadable; rebuilding it from Parquet");
+                    let p = me.day_path(day);
+                    fs::remove_dir_all(&p).map_err(|e| StoreError::Io {
+                        what: format!("failed to delete {}", p.display()),
+                        source: e,
+                    })?;
+                    rebuild.push(day);
+                }
+            }
         }
         drop(days);
-        Ok(me)
+        Ok((me, rebuild))
     }
 
     fn day_path(&self, day: NaiveDate) -> PathBuf {
@@ -215,8 +238,8 @@ impl HotIndex {
             source: e,
         })?;
         let dir = tantivy::directory::MmapDirectory::open(&path).map_err(ix_err)?;
-        // Logs compress well in large blocks: zstd over 256 KiB blocks keeps the stored events
-        // at a fraction of lz4 over the default 16 KiB (an existing day keeps its settings).
+        // Nothing is stored per document any more; the settings stay for indexes written when
+        // events were kept here too.
         let settings = tantivy::IndexSettings {
             docstore_compression: tantivy::store::Compressor::Zstd(
                 tantivy::store::ZstdCompressor {
@@ -331,8 +354,6 @@ impl HotIndex {
                 }
             }
         }
-        let json = serde_json::to_vec(ev).unwrap_or_default();
-        doc.add_bytes(f.src, &json);
         doc
     }
 
@@ -648,12 +669,14 @@ impl Snapshot {
         Box::new(RangeQuery::new(b(lo), b(hi)))
     }
 
-    /// Matching documents in `[from, to)`, after the post-filter when the query is inexact.
+    /// Matching documents in `[from, to)`. When the query is inexact the candidates are loaded
+    /// with `load` (events by sequence number) and filtered with [`Expr::matches`].
     pub fn matching(
         &self,
         expr: &Expr,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        load: &mut Loader<'_>,
     ) -> Result<Vec<(usize, DocKey)>, StoreError> {
         let (q, exact) = self.compile(expr)?;
         let range = self.ts_range(Some((from, true)), Some((to, false)));
@@ -661,9 +684,17 @@ impl Snapshot {
         let mut out = Vec::new();
         for (i, (_, searcher)) in self.searchers.iter().enumerate() {
             let keys = searcher.search(&full, &KeyCollector).map_err(ix_err)?;
-            for k in keys {
-                if exact || expr.matches(&self.load_one(i, k)?) {
-                    out.push((i, k));
+            if exact {
+                out.extend(keys.into_iter().map(|k| (i, k)));
+                continue;
+            }
+            for chunk in keys.chunks(LOAD_CHUNK) {
+                let want: Vec<(usize, DocKey)> = chunk.iter().map(|k| (i, *k)).collect();
+                let events = load(self, &want)?;
+                for k in chunk {
+                    if events.get(&k.id).is_some_and(|ev| expr.matches(ev)) {
+                        out.push((i, *k));
+                    }
                 }
             }
         }
@@ -675,17 +706,31 @@ impl Snapshot {
         Ok(self.compile(expr)?.1)
     }
 
-    /// Loads the event of a key.
-    pub fn load_one(&self, searcher: usize, k: DocKey) -> Result<Event, StoreError> {
-        let Some((_, s)) = self.searchers.get(searcher) else {
-            return Err(ix_err("bad searcher"));
-        };
-        let doc: TantivyDocument = s.doc(DocAddress::new(k.segment, k.doc)).map_err(ix_err)?;
-        let bytes = doc
-            .get_first(self.fields.src)
-            .and_then(|v| v.as_bytes())
-            .unwrap_or_default();
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("stored event: {e}")))
+    /// The day of searcher `i`.
+    pub fn day(&self, searcher: usize) -> Option<NaiveDate> {
+        self.searchers.get(searcher).map(|(d, _)| *d)
+    }
+
+    /// The `organization.id` of documents (from its fast column), in the order given;
+    /// `None` where the document has none.
+    pub fn agencies(&self, keys: &[(usize, DocKey)]) -> Vec<Option<String>> {
+        let mut columns: BTreeMap<(usize, SegmentOrdinal), Option<StrColumn>> = BTreeMap::new();
+        let field = fast_name(fields::ORGANIZATION_ID);
+        let mut buf = String::new();
+        keys.iter()
+            .map(|(i, k)| {
+                let col = columns.entry((*i, k.segment)).or_insert_with(|| {
+                    self.searchers.get(*i).and_then(|(_, s)| {
+                        s.segment_readers()
+                            .get(k.segment as usize)
+                            .and_then(|r| r.fast_fields().str(&field).ok().flatten())
+                    })
+                });
+                let col = col.as_ref()?;
+                let ord = col.term_ords(k.doc).next()?;
+                col.ord_to_str(ord, &mut buf).ok()?.then(|| buf.clone())
+            })
+            .collect()
     }
 
     /// Counts of `field`'s values among exactly-matched documents, read from fast columns;
@@ -783,7 +828,10 @@ struct TermCountCollector {
 
 struct TermCountSegment {
     column: Option<StrColumn>,
-    counts: BTreeMap<u64, u64>,
+    /// Documents per term ordinal of this segment's dictionary.
+    counts: Vec<u64>,
+    /// A document's ordinals, reused (several values of one document count once).
+    ords: Vec<u64>,
 }
 
 impl Collector for TermCountCollector {
@@ -796,9 +844,11 @@ impl Collector for TermCountCollector {
         reader: &SegmentReader,
     ) -> tantivy::Result<TermCountSegment> {
         let column = reader.fast_fields().str(&self.column)?;
+        let terms = column.as_ref().map_or(0, |c| c.num_terms());
         Ok(TermCountSegment {
             column,
-            counts: BTreeMap::new(),
+            counts: vec![0; terms],
+            ords: Vec::new(),
         })
     }
 
@@ -824,13 +874,19 @@ impl SegmentCollector for TermCountSegment {
     type Fruit = BTreeMap<String, u64>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        if let Some(col) = &self.column {
-            let mut ords: Vec<u64> = col.term_ords(doc).collect();
-            // A value repeated in one document counts once.
-            ords.sort_unstable();
-            ords.dedup();
-            for ord in ords {
-                *self.counts.entry(ord).or_insert(0) += 1;
+        let Some(col) = &self.column else { return };
+        self.ords.clear();
+        self.ords.extend(col.term_ords(doc));
+        if self.ords.len() > 1 {
+            self.ords.sort_unstable();
+            self.ords.dedup();
+        }
+        for &ord in &self.ords {
+            if let Some(c) = usize::try_from(ord)
+                .ok()
+                .and_then(|i| self.counts.get_mut(i))
+            {
+                *c += 1;
             }
         }
     }
@@ -838,11 +894,23 @@ impl SegmentCollector for TermCountSegment {
     fn harvest(self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         let Some(col) = self.column else { return out };
-        let mut buf = String::new();
-        for (ord, n) in self.counts {
-            if col.ord_to_str(ord, &mut buf).unwrap_or(false) {
-                *out.entry(buf.clone()).or_insert(0) += n;
+        // One ordered walk of the dictionary instead of a lookup per ordinal.
+        let (ords, counts): (Vec<u64>, Vec<u64>) = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (i as u64, *n))
+            .unzip();
+        let mut counts = counts.into_iter();
+        let walked = col.dictionary().sorted_ords_to_term_cb(&ords, |term| {
+            if let Some(n) = counts.next() {
+                *out.entry(String::from_utf8_lossy(term).into_owned())
+                    .or_insert(0) += n;
             }
+        });
+        if let Err(e) = walked {
+            debug!(error = %e, "fast column dictionary unreadable");
         }
         out
     }

@@ -144,6 +144,7 @@ pub struct Lake {
     root: PathBuf,
     zstd_level: i32,
     row_group_rows: usize,
+    page_bytes: usize,
 }
 
 impl Lake {
@@ -154,7 +155,15 @@ impl Lake {
             root: root.to_owned(),
             zstd_level,
             row_group_rows,
+            page_bytes: 1024 * 1024,
         })
+    }
+
+    /// Sets the largest data page written (bytes).
+    #[must_use]
+    pub fn with_page_bytes(mut self, bytes: usize) -> Self {
+        self.page_bytes = bytes.max(4096);
+        self
     }
 
     /// The directory holding the `dt=` partitions.
@@ -259,6 +268,9 @@ impl Lake {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
+            // Small pages let a search read only the rows it shows (see `fetch`).
+            .set_data_page_row_count_limit(4096)
+            .set_data_page_size_limit(self.page_bytes)
             .build();
         let f = File::create(&tmp).map_err(|e| io_err("failed to create", &tmp, e))?;
         let mut w = ArrowWriter::try_new(f, schema(), Some(props)).map_err(df_err)?;
@@ -333,6 +345,169 @@ impl Lake {
             out.extend(from_batch(&batch.map_err(df_err)?)?);
         }
         Ok(out)
+    }
+
+    /// The committed files of one day.
+    pub fn day_files(&self, day: NaiveDate) -> Result<Vec<LakeFile>, StoreError> {
+        let day_path = self.root.join(format!("dt={day}"));
+        let rd = match fs::read_dir(&day_path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("failed to list", &day_path, e)),
+        };
+        let mut out = Vec::new();
+        for org in rd.flatten() {
+            let Some(org_name) = org
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("org="))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let Ok(files) = fs::read_dir(org.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let Some((min_seq, max_seq)) = name.to_str().and_then(parse_file_name) else {
+                    continue;
+                };
+                out.push(LakeFile {
+                    day,
+                    org: org_name.clone(),
+                    min_seq,
+                    max_seq,
+                    path: f.path(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.org, a.min_seq).cmp(&(&b.org, b.min_seq)));
+        Ok(out)
+    }
+
+    /// Loads events of `day` by sequence number. Each wanted id may name its agency (the
+    /// `organization.id` value), which points at the one file to read; without it, or when that
+    /// file does not hold it, every file of the day whose range covers the id is tried. Only the
+    /// pages holding wanted rows are decoded. Ids found nowhere (removed by retention) are
+    /// left out of the answer.
+    pub fn fetch(
+        &self,
+        day: NaiveDate,
+        wanted: &[(u64, Option<&str>)],
+    ) -> Result<std::collections::HashMap<u64, Event>, StoreError> {
+        use std::collections::{HashMap, HashSet};
+        let mut out = HashMap::with_capacity(wanted.len());
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let files = self.day_files(day)?;
+        let mut per_file: BTreeMap<usize, HashSet<u64>> = BTreeMap::new();
+        let mut unplaced = Vec::new();
+        for (id, org) in wanted {
+            let dir = agency_dir(*org);
+            match files
+                .iter()
+                .position(|f| f.org == dir && f.min_seq <= *id && *id <= f.max_seq)
+            {
+                Some(i) => {
+                    per_file.entry(i).or_default().insert(*id);
+                }
+                None => unplaced.push(*id),
+            }
+        }
+        for (i, ids) in &per_file {
+            if let Some(f) = files.get(*i) {
+                self.fetch_rows(&f.path, ids, &mut out)?;
+            }
+        }
+        // Second chance: ids whose agency hint did not lead to them.
+        let missing: HashSet<u64> = per_file
+            .values()
+            .flatten()
+            .copied()
+            .chain(unplaced)
+            .filter(|id| !out.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            for f in &files {
+                let ids: HashSet<u64> = missing
+                    .iter()
+                    .copied()
+                    .filter(|id| f.min_seq <= *id && *id <= f.max_seq && !out.contains_key(id))
+                    .collect();
+                if !ids.is_empty() {
+                    self.fetch_rows(&f.path, &ids, &mut out)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the rows of `ids` from one file into `out`: the `_id` column first, then only the
+    /// selected rows (a large share of the file is read whole).
+    fn fetch_rows(
+        &self,
+        path: &Path,
+        ids: &std::collections::HashSet<u64>,
+        out: &mut std::collections::HashMap<u64, Event>,
+    ) -> Result<(), StoreError> {
+        use parquet::arrow::ProjectionMask;
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+        let open = || -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, StoreError> {
+            let f = match File::open(path) {
+                Ok(f) => f,
+                // Compaction or retention removed it since it was listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("failed to open", path, e)),
+            };
+            let opts = ArrowReaderOptions::new()
+                .with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+            ParquetRecordBatchReaderBuilder::try_new_with_options(f, opts)
+                .map(Some)
+                .map_err(df_err)
+        };
+        let Some(first) = open()? else { return Ok(()) };
+        let rows = usize::try_from(first.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let selection = if ids.len().saturating_mul(8) >= rows {
+            None
+        } else {
+            let mask = ProjectionMask::columns(first.parquet_schema(), ["_id"]);
+            let reader = first.with_projection(mask).build().map_err(df_err)?;
+            let mut positions = Vec::with_capacity(ids.len());
+            let mut row = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(df_err)?;
+                let col = batch
+                    .column(0)
+                    .as_primitive_opt::<UInt64Type>()
+                    .ok_or_else(|| StoreError::Corrupt("_id type".into()))?;
+                for v in col.values() {
+                    if ids.contains(v) {
+                        positions.push(row);
+                    }
+                    row += 1;
+                }
+            }
+            Some(RowSelection::from_consecutive_ranges(
+                positions.into_iter().map(|p| p..p + 1),
+                row,
+            ))
+        };
+        let Some(mut builder) = open()? else {
+            return Ok(());
+        };
+        if let Some(sel) = selection {
+            builder = builder.with_row_selection(sel);
+        }
+        for batch in builder.build().map_err(df_err)? {
+            for (id, ev) in from_batch(&batch.map_err(df_err)?)? {
+                if ids.contains(&id) {
+                    out.insert(id, ev);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Files whose day is inside `[from, to]` (days, inclusive).

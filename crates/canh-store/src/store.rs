@@ -8,7 +8,7 @@
 //! Days without an index (outside the hot window) are scanned from Parquet, skipping ids that
 //! are still in the tail.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::deadletter::DeadLetterStore;
-use crate::index::{DocKey, HotIndex, Snapshot};
+use crate::index::{DocKey, HotIndex, LOAD_CHUNK, Snapshot};
 use crate::lake::Lake;
 pub use crate::lake::SqlRows;
 use crate::wal::{AppendAck, DurableSink, Wal, WalOptions};
@@ -238,9 +238,13 @@ impl Store {
     pub async fn search(&self, req: SearchRequest) -> Result<Page, StoreError> {
         check_range(req.from, req.to)?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.search(&req))
-            .await
-            .map_err(join_err)?
+        let files = self.inner.files_lock.clone().read_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _files = files;
+            inner.search(&req)
+        })
+        .await
+        .map_err(join_err)?
     }
 
     /// Counts matching events in `[from, to)` by the values of `field`, most frequent first,
@@ -256,9 +260,13 @@ impl Store {
         check_range(from, to)?;
         let inner = self.inner.clone();
         let (field, query) = (field.to_owned(), query.clone());
-        let counts = tokio::task::spawn_blocking(move || inner.count_by(&field, &query, from, to))
-            .await
-            .map_err(join_err)??;
+        let files = self.inner.files_lock.clone().read_owned().await;
+        let counts = tokio::task::spawn_blocking(move || {
+            let _files = files;
+            inner.count_by(&field, &query, from, to)
+        })
+        .await
+        .map_err(join_err)??;
         let mut v: Vec<(String, u64)> = counts.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(limit);
@@ -288,9 +296,13 @@ impl Store {
         }
         let inner = self.inner.clone();
         let query = query.clone();
-        let stamps = tokio::task::spawn_blocking(move || inner.timestamps(&query, from, to))
-            .await
-            .map_err(join_err)??;
+        let files = self.inner.files_lock.clone().read_owned().await;
+        let stamps = tokio::task::spawn_blocking(move || {
+            let _files = files;
+            inner.timestamps(&query, from, to)
+        })
+        .await
+        .map_err(join_err)??;
         let mut counts = vec![0u64; usize::try_from(n).unwrap_or(0)];
         for ts in stamps {
             if let Some(c) = usize::try_from((ts - first) / step)
@@ -436,10 +448,25 @@ impl Inner {
             &dir.join("events"),
             cfg.parquet_zstd_level,
             cfg.parquet_row_group_rows,
-        )?;
+        )?
+        .with_page_bytes(cfg.parquet_page_kb.saturating_mul(1024));
         let removed = lake.recover(checkpoint)?;
-        let index = HotIndex::open(&dir.join("index"), cfg.index_heap_mb * 1024 * 1024)?;
+        let (index, rebuild) = HotIndex::open(&dir.join("index"), cfg.index_heap_mb * 1024 * 1024)?;
         index.recover(checkpoint)?;
+        for day in rebuild {
+            let mut events: Tail = Vec::new();
+            for f in lake.day_files(day)? {
+                events.extend(
+                    lake.read_file(&f.path)?
+                        .into_iter()
+                        .map(|(s, e)| (s, Arc::new(e))),
+                );
+            }
+            events.sort_by_key(|(s, _)| *s);
+            index.add(day, &events, checkpoint, false)?;
+            info!(day = %day, events = events.len(), "day index rebuilt from Parquet");
+        }
+        index.reload()?;
         let dead = DeadLetterStore::open(&dir.join("deadletter"), cfg.wal_fsync)?;
         let replayed = replay.events.len();
         {
@@ -501,7 +528,23 @@ impl Inner {
     }
 
     fn write_out(&self, batch: &Tail, hi: u64) -> Result<usize, StoreError> {
-        let files = self.lake.write(batch)?;
+        // Parquet and the index are written side by side; the checkpoint moves only when both
+        // are done.
+        let (files, indexed) = std::thread::scope(|s| {
+            let lake = s.spawn(|| self.lake.write(batch));
+            let indexed = self.index_batch(batch, hi);
+            let files = lake
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Internal("Parquet writer panicked".into())));
+            (files, indexed)
+        });
+        let files = files?;
+        indexed?;
+        self.wal.set_checkpoint(hi)?;
+        Ok(files.len())
+    }
+
+    fn index_batch(&self, batch: &Tail, hi: u64) -> Result<(), StoreError> {
         let today = Utc::now().date_naive();
         let hot_from = self.hot_from(today);
         let indexed = self.index.days();
@@ -519,8 +562,7 @@ impl Inner {
             }
         }
         self.index.close_writers_except(&recent);
-        self.wal.set_checkpoint(hi)?;
-        Ok(files.len())
+        Ok(())
     }
 
     /// Takes a consistent view: the tail's matching events and an index snapshot.
@@ -549,6 +591,27 @@ impl Inner {
     }
 
     /// Matching events of days without an index, read from Parquet.
+    /// Loads indexed events from the lake, grouped by day, with each document's agency
+    /// pointing at its file.
+    fn load_indexed(
+        &self,
+        snap: &Snapshot,
+        keys: &[(usize, DocKey)],
+    ) -> Result<HashMap<u64, Event>, StoreError> {
+        let orgs = snap.agencies(keys);
+        let mut by_day: BTreeMap<NaiveDate, Vec<(u64, Option<&str>)>> = BTreeMap::new();
+        for ((i, k), org) in keys.iter().zip(&orgs) {
+            if let Some(day) = snap.day(*i) {
+                by_day.entry(day).or_default().push((k.id, org.as_deref()));
+            }
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (day, wanted) in by_day {
+            out.extend(self.lake.fetch(day, &wanted)?);
+        }
+        Ok(out)
+    }
+
     fn cold_matches(
         &self,
         days: &[NaiveDate],
@@ -598,7 +661,7 @@ impl Inner {
                 Source::Tail(ev),
             ));
         }
-        for (i, k) in snap.matching(expr, from, to)? {
+        for (i, k) in snap.matching(expr, from, to, &mut |s, k| self.load_indexed(s, k))? {
             all.push((Cursor { ts: k.ts, id: k.id }, Source::Index(i, k)));
         }
         for (id, ev) in self.cold_matches(&cold, tail_range, expr, from, to)? {
@@ -622,17 +685,30 @@ impl Inner {
             None => 0,
             Some(c) => all.partition_point(|(k, _)| *k >= c),
         };
+        let page: Vec<&(Cursor, Source)> = all.iter().skip(start).take(req.limit).collect();
+        let keys: Vec<(usize, DocKey)> = page
+            .iter()
+            .filter_map(|(_, src)| match src {
+                Source::Index(i, k) => Some((*i, *k)),
+                _ => None,
+            })
+            .collect();
+        let mut loaded = self.load_indexed(&snap, &keys)?;
         let mut hits = Vec::new();
-        for (key, src) in all.iter().skip(start).take(req.limit) {
+        for (key, src) in &page {
             let event = match src {
                 Source::Tail(e) => (**e).clone(),
-                Source::Index(i, k) => snap.load_one(*i, *k)?,
+                // Absent when retention removed its file after the snapshot was taken.
+                Source::Index(_, k) => match loaded.remove(&k.id) {
+                    Some(e) => e,
+                    None => continue,
+                },
                 Source::Cold(e) => e.clone(),
             };
             hits.push(Hit { id: key.id, event });
         }
-        let more = start + hits.len() < all.len();
-        let last = (start + hits.len()).checked_sub(1);
+        let more = start + page.len() < all.len();
+        let last = (start + page.len()).checked_sub(1);
         let next_cursor = if more && !hits.is_empty() {
             last.and_then(|i| all.get(i)).map(|(k, _)| *k)
         } else {
@@ -679,8 +755,14 @@ impl Inner {
                 }
             }
             None => {
-                for (i, k) in snap.matching(expr, from, to)? {
-                    add(&mut counts, &snap.load_one(i, k)?);
+                let keys = snap.matching(expr, from, to, &mut |s, k| self.load_indexed(s, k))?;
+                for chunk in keys.chunks(LOAD_CHUNK) {
+                    let events = self.load_indexed(&snap, chunk)?;
+                    for (_, k) in chunk {
+                        if let Some(ev) = events.get(&k.id) {
+                            add(&mut counts, ev);
+                        }
+                    }
                 }
             }
         }

@@ -49,7 +49,23 @@ fn events() -> Vec<(u64, Arc<Event>)> {
 }
 
 fn open(dir: &Path) -> HotIndex {
-    HotIndex::open(dir, 20 * 1024 * 1024).unwrap()
+    HotIndex::open(dir, 20 * 1024 * 1024).unwrap().0
+}
+
+/// Loads events by id from the fixture, as the store loads them from Parquet.
+type Loaded = Result<std::collections::HashMap<u64, Event>, StoreError>;
+
+fn loader(evs: &[(u64, Arc<Event>)]) -> impl FnMut(&Snapshot, &[(usize, DocKey)]) -> Loaded + '_ {
+    move |_, keys| {
+        Ok(keys
+            .iter()
+            .filter_map(|(_, k)| {
+                evs.iter()
+                    .find(|(s, _)| *s == k.id)
+                    .map(|(s, e)| (*s, (**e).clone()))
+            })
+            .collect())
+    }
 }
 
 const QUERIES: &[&str] = &[
@@ -108,7 +124,7 @@ fn index_agrees_with_the_evaluator_on_every_query_form() {
             .map(|(s, _)| *s)
             .collect();
         let mut got: Vec<u64> = snap
-            .matching(&expr, from, to)
+            .matching(&expr, from, to, &mut loader(&evs))
             .unwrap()
             .iter()
             .map(|(_, k)| k.id)
@@ -119,7 +135,12 @@ fn index_agrees_with_the_evaluator_on_every_query_form() {
     }
     // Sanity: the queries are not all trivially empty or full.
     let failed = query::parse("process.command_line:*mimikatz*").unwrap();
-    assert_eq!(snap.matching(&failed, from, to).unwrap().len(), 24);
+    assert_eq!(
+        snap.matching(&failed, from, to, &mut loader(&evs))
+            .unwrap()
+            .len(),
+        24
+    );
 }
 
 #[test]
@@ -183,7 +204,12 @@ fn recover_rolls_back_documents_above_the_checkpoint() {
     let snap = idx.snapshot(day, day);
     let from = Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap();
     let got = snap
-        .matching(&Expr::All, from, from + chrono::Duration::days(1))
+        .matching(
+            &Expr::All,
+            from,
+            from + chrono::Duration::days(1),
+            &mut loader(&evs),
+        )
         .unwrap();
     assert_eq!(got.len(), 50);
     assert!(got.iter().all(|(_, k)| k.id <= 50));
@@ -192,7 +218,7 @@ fn recover_rolls_back_documents_above_the_checkpoint() {
 }
 
 #[test]
-fn stored_event_loads_back_identical() {
+fn documents_name_their_agency_and_day_for_the_lake() {
     let dir = tempfile::tempdir().unwrap();
     let idx = open(dir.path());
     let evs = events();
@@ -202,11 +228,19 @@ fn stored_event_loads_back_identical() {
     let snap = idx.snapshot(day, day);
     let from = Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap();
     let keys = snap
-        .matching(&Expr::All, from, from + chrono::Duration::days(1))
+        .matching(
+            &Expr::All,
+            from,
+            from + chrono::Duration::days(1),
+            &mut loader(&evs),
+        )
         .unwrap();
-    for (i, k) in keys {
-        let ev = snap.load_one(i, k).unwrap();
-        assert_eq!(&ev, evs[(k.id - 1) as usize].1.as_ref());
+    assert_eq!(keys.len(), 3);
+    let agencies = snap.agencies(&keys);
+    for ((i, k), agency) in keys.iter().zip(agencies) {
+        assert_eq!(snap.day(*i), Some(day));
+        let ev = &evs[(k.id - 1) as usize].1;
+        assert_eq!(agency.as_deref(), ev.agency());
     }
 }
 

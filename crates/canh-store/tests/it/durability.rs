@@ -191,3 +191,47 @@ async fn killed_writer_loses_no_acknowledged_event_and_duplicates_none() {
     assert_eq!(n.rows[0][0], n.rows[0][1], "parquet holds no duplicate");
     assert_eq!(n.rows[0][0].as_i64(), Some(page.total as i64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_day_index_is_rebuilt_from_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let (from, to) = (now - Duration::days(2), now + Duration::minutes(1));
+    {
+        let store = open(dir.path()).await;
+        store
+            .append(events(0, 120, now, Duration::hours(30)))
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    // Break every day index (as an index written under another schema would be).
+    let mut broken = 0;
+    for d in std::fs::read_dir(dir.path().join("index")).unwrap() {
+        let meta = d.unwrap().path().join("meta.json");
+        std::fs::write(&meta, b"not an index").unwrap();
+        broken += 1;
+    }
+    assert!(broken >= 1);
+    let store = open(dir.path()).await;
+    assert_eq!(tags(&store, from, to).await.len(), 120);
+    // A term query is answered by the rebuilt index, with the events read back from Parquet.
+    let q = canh_core::query::parse("host.name:host-003").unwrap();
+    let page = store
+        .search(canh_store::SearchRequest {
+            query: q,
+            from,
+            to,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let want = (0..120u64).filter(|i| i % 17 == 3).count();
+    assert_eq!(page.hits.len(), want);
+    assert!(
+        page.hits
+            .iter()
+            .all(|h| h.event.get_str("host.name") == Some("host-003"))
+    );
+}
