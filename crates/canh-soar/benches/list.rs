@@ -1,6 +1,7 @@
 //! List-page latency with 10k open incidents and 1M alerts (first page, a filtered page, a deep
 //! page, and an agency viewer's scoped page), and alert intake throughput (record + dedup +
-//! grouping, one transaction per alert as the detection engine calls it) on that table.
+//! grouping, one transaction per alert as the detection engine calls it, and the same stream
+//! through the batch intake `record_alerts`, one transaction per 1000) on that table.
 //! `CANH_BENCH_ALERTS` overrides the alert count.
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failure must stop it loudly
 
@@ -173,29 +174,47 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1000));
     let mut t = chrono::Utc::now();
     let mut n: u64 = 0;
-    g.bench_function("record_and_group_1000", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                for _ in 0..1000 {
-                    n += 1;
-                    t += chrono::Duration::milliseconds(20);
-                    let repeat = n.is_multiple_of(10);
-                    let k = if repeat { n - 1 } else { n };
-                    let alert = canh_soar::NewAlert {
-                        rule_id: format!("rule-{}", k % 300),
-                        rule_title: "Đăng nhập thất bại nhiều lần".into(),
-                        rule_level: "high".into(),
-                        severity: canh_soar::Severity::High,
-                        agency_id: None,
-                        host: format!("host-{}", k % 2000),
-                        event: serde_json::json!({"event": {"code": "4625"}, "n": k}),
-                        time: t,
-                        dedup_key: Some(format!("rule-{}|host-{}|{k}", k % 300, k % 2000)),
-                    };
-                    soar.record_alert(alert).await.unwrap();
+    let mut next_batch = move || {
+        (0..1000)
+            .map(|_| {
+                n += 1;
+                t += chrono::Duration::milliseconds(20);
+                let repeat = n.is_multiple_of(10);
+                let k = if repeat { n - 1 } else { n };
+                canh_soar::NewAlert {
+                    rule_id: format!("rule-{}", k % 300),
+                    rule_title: "Đăng nhập thất bại nhiều lần".into(),
+                    rule_level: "high".into(),
+                    severity: canh_soar::Severity::High,
+                    agency_id: None,
+                    host: format!("host-{}", k % 2000),
+                    event: serde_json::json!({"event": {"code": "4625"}, "n": k}),
+                    time: t,
+                    dedup_key: Some(format!("rule-{}|host-{}|{k}", k % 300, k % 2000)),
                 }
             })
-        })
+            .collect::<Vec<_>>()
+    };
+    g.bench_function("record_and_group_1000", |b| {
+        b.iter_batched(
+            &mut next_batch,
+            |alerts| {
+                rt.block_on(async {
+                    for alert in alerts {
+                        soar.record_alert(alert).await.unwrap();
+                    }
+                })
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    // The same stream through `record_alerts`: the 1000 alerts in one transaction.
+    g.bench_function("record_alerts_batch_1000", |b| {
+        b.iter_batched(
+            &mut next_batch,
+            |alerts| rt.block_on(soar.record_alerts(alerts)).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

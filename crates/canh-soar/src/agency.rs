@@ -471,6 +471,35 @@ impl Soar {
             .collect()
     }
 
+    /// Removes an IP range from an agency.
+    pub async fn remove_agency_range(&self, actor: &Actor, id: i64, cidr: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM agency_ranges WHERE agency_id = $1 AND cidr = $2 RETURNING public",
+        )
+        .bind(id)
+        .bind(cidr.trim())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| SoarError::not_found("agency range", cidr.trim()))?;
+        let range = IpRange {
+            cidr: cidr.trim().to_owned(),
+            public: row.try_get(0)?,
+        };
+        self.audit(
+            &mut tx,
+            actor,
+            "agency.remove_range",
+            "agency",
+            id,
+            json(&range),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The agency owning `ip`: the most specific registered range wins.
     pub async fn agency_for_ip(&self, ip: IpAddr) -> Result<Option<i64>> {
         let rows = sqlx::query("SELECT agency_id, cidr FROM agency_ranges")
@@ -489,24 +518,12 @@ impl Soar {
         Ok(best.map(|(_, id)| id))
     }
 
-    /// Adds a contact; a contact needs a name and a phone, mobile or e-mail.
+    /// Adds a contact; a contact needs a name and a phone, mobile or e-mail. A new
+    /// incident-response contact (primary or backup) opens the R-14 update task, due 24 h later.
     pub async fn add_agency_contact(&self, actor: &Actor, id: i64, c: Contact) -> Result<i64> {
-        if !["primary", "backup", "monitoring"].contains(&c.kind.as_str()) {
-            return Err(SoarError::Invalid(format!(
-                "contact kind {:?} is unknown",
-                c.kind
-            )));
-        }
-        if c.name.trim().is_empty()
-            || (c.phone.trim().is_empty()
-                && c.mobile.trim().is_empty()
-                && c.email.trim().is_empty())
-        {
-            return Err(SoarError::Invalid(
-                "a contact needs a name and a phone, mobile or e-mail".into(),
-            ));
-        }
+        crate::system::check_contact(&c)?;
         self.agency(id).await?;
+        let now = self.now();
         let mut tx = self.begin().await?;
         let cid: i64 = sqlx::query(
             "INSERT INTO agency_contacts (agency_id, kind, name, position, phone, mobile, email, \
@@ -519,7 +536,7 @@ impl Soar {
         .bind(&c.phone)
         .bind(&c.mobile)
         .bind(&c.email)
-        .bind(to_ms(self.now()))
+        .bind(to_ms(now))
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -533,6 +550,9 @@ impl Soar {
             json(&c),
         )
         .await?;
+        if c.kind == "primary" || c.kind == "backup" {
+            self.open_contact_task(&mut tx, actor, id, &c, now).await?;
+        }
         tx.commit().await?;
         Ok(cid)
     }

@@ -15,6 +15,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "notify", include_str!("../migrations/0002_notify.sql")),
     (3, "totp", include_str!("../migrations/0003_totp.sql")),
+    (4, "systems", include_str!("../migrations/0004_systems.sql")),
+    (
+        5,
+        "user_language",
+        include_str!("../migrations/0005_user_language.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -183,7 +183,33 @@ impl Soar {
         incident_id: i64,
         filename: &str,
         description: &str,
+        w: EvidenceWriter,
+    ) -> Result<Evidence> {
+        let detail = format!("from {}", actor.source);
+        self.finish_evidence_as(
+            actor,
+            incident_id,
+            filename,
+            description,
+            w,
+            "uploaded",
+            &detail,
+        )
+        .await
+    }
+
+    /// As `finish_evidence`, with the first custody entry's action and detail given (e.g.
+    /// `captured` with the query and time range of a captured event set).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_evidence_as(
+        &self,
+        actor: &Actor,
+        incident_id: i64,
+        filename: &str,
+        description: &str,
         mut w: EvidenceWriter,
+        custody_action: &str,
+        custody_detail: &str,
     ) -> Result<Evidence> {
         self.incident(incident_id).await?;
         w.file.flush().await.map_err(|e| SoarError::io(&w.tmp, e))?;
@@ -228,15 +254,7 @@ impl Soar {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        custody(
-            &mut tx,
-            id,
-            now,
-            actor,
-            "uploaded",
-            &format!("from {}", actor.source),
-        )
-        .await?;
+        custody(&mut tx, id, now, actor, custody_action, custody_detail).await?;
         sqlx::query(
             "INSERT INTO incident_timeline (incident_id, at, kind, actor_id, text) \
              VALUES ($1, $2, 'evidence', $3, $4)",

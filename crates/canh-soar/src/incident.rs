@@ -82,6 +82,11 @@ impl Step {
     }
 }
 
+/// Title of the task opened when the response of an incident notified while unresolved ends
+/// (R-03, TT20 Đ9.2.a): the same recipients get the updated information.
+pub const UPDATE_NOTICE_TASK: &str = "Cập nhật thông tin sự cố cho các nơi đã nhận thông báo \
+     (R-03) / send the updated incident information to the notice's recipients";
+
 /// The three report deadlines.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +171,12 @@ pub struct Incident {
     pub assignee_id: Option<i64>,
     /// Raised on every change; send it back to change the incident.
     pub version: i64,
+    /// The affected information system, when known.
+    #[serde(default)]
+    pub system_id: Option<i64>,
+    /// The serious-incident checklist (R-11), once filled in.
+    #[serde(default)]
+    pub serious: Option<SeriousAssessment>,
 }
 
 impl Incident {
@@ -239,6 +250,8 @@ pub struct IncidentPatch {
     pub assignee_id: Option<i64>,
     /// Flag as beyond the operator's capacity (starts the initial-report clock).
     pub beyond_capacity: Option<bool>,
+    /// The affected information system (of the incident's agency); 0 clears it.
+    pub system_id: Option<i64>,
 }
 
 /// List filters.
@@ -289,6 +302,121 @@ pub struct Task {
     pub done: bool,
     /// Assignee.
     pub assignee_id: Option<i64>,
+    /// Unit leading the task (đơn vị chủ trì).
+    pub lead_unit: String,
+    /// Supporting units (đơn vị phối hợp).
+    pub supporting_units: Vec<String>,
+}
+
+/// A new task of an incident step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Step it belongs to.
+    pub step: Step,
+    /// Title.
+    pub title: String,
+    /// Unit leading the task.
+    #[serde(default)]
+    pub lead_unit: String,
+    /// Supporting units.
+    #[serde(default)]
+    pub supporting_units: Vec<String>,
+}
+
+/// The answers of the serious-incident checklist (R-11, TT20 Đ10.1.c, QĐ05 Đ9).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeriousChecklist {
+    /// The system is on the national critical list.
+    pub national_critical: bool,
+    /// Security level of the system when no information system is linked to the incident.
+    pub system_level: Option<i64>,
+    /// Service interruption.
+    pub service_interruption: bool,
+    /// State-secret data may leak.
+    pub state_secret_leak: bool,
+    /// Important data lost its integrity and cannot be restored.
+    pub data_integrity_lost: bool,
+    /// Loss of control over the system.
+    pub loss_of_control: bool,
+    /// Wide or cascading spread to other level-4/5 systems.
+    pub wide_spread: bool,
+    /// The owner cannot handle it alone.
+    pub cannot_handle: bool,
+}
+
+/// The checklist with its result.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeriousAssessment {
+    /// The answers.
+    pub checklist: SeriousChecklist,
+    /// The security level used (from the linked system, else the answer).
+    pub level: Option<i64>,
+    /// All criteria of a serious incident hold (sự cố nghiêm trọng).
+    pub serious: bool,
+    /// The lowest severity the profile's mapping suggests (regulation.md §4): emergency when
+    /// serious; high for a level-4/5 system with a service interruption handled in house.
+    pub suggested_min_severity: Option<Severity>,
+}
+
+impl SeriousChecklist {
+    /// Applies the criteria: (level 4/5 or national critical) and one of the five impacts and
+    /// the owner cannot handle it.
+    pub fn assess(&self, linked_level: Option<i64>) -> SeriousAssessment {
+        let level = linked_level.or(self.system_level);
+        let important = self.national_critical || level.is_some_and(|l| l >= 4);
+        let impact = self.service_interruption
+            || self.state_secret_leak
+            || self.data_integrity_lost
+            || self.loss_of_control
+            || self.wide_spread;
+        let serious = important && impact && self.cannot_handle;
+        let suggested_min_severity = if serious {
+            Some(Severity::Emergency)
+        } else if important && self.service_interruption {
+            Some(Severity::High)
+        } else {
+            None
+        };
+        SeriousAssessment {
+            checklist: self.clone(),
+            level,
+            serious,
+            suggested_min_severity,
+        }
+    }
+}
+
+/// A case template: an incident type and the task checklist to add to an incident.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CaseTemplate {
+    /// Id.
+    pub id: i64,
+    /// Name, unique.
+    pub name: String,
+    /// Incident type (`alert::INCIDENT_TYPES`), empty for any.
+    pub incident_type: String,
+    /// Severity to suggest.
+    pub severity: Option<Severity>,
+    /// Tasks in order.
+    pub tasks: Vec<NewTask>,
+}
+
+/// A new case template.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewCaseTemplate {
+    /// Name, unique.
+    pub name: String,
+    /// Incident type, empty for any.
+    #[serde(default)]
+    pub incident_type: String,
+    /// Severity to suggest.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Tasks in order (at least one).
+    pub tasks: Vec<NewTask>,
 }
 
 /// A timeline entry.
@@ -333,7 +461,8 @@ pub struct OverdueItem {
 const COLS: &str = "id, title, description, severity, agency_id, agency_name, step, closed, \
     profile_id, profile_version, notice_hours, initial_report_hours, closing_report_hours, \
     detected_at, opened_at, beyond_capacity_at, response_ended_at, notice_sent_at, \
-    initial_report_sent_at, closing_report_sent_at, closing_waiver, assignee_id, version";
+    initial_report_sent_at, closing_report_sent_at, closing_waiver, assignee_id, version, \
+    system_id, serious_checklist";
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Incident> {
     Ok(Incident {
@@ -360,6 +489,10 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Incident> {
         closing_waiver: r.try_get("closing_waiver")?,
         assignee_id: r.try_get("assignee_id")?,
         version: r.try_get("version")?,
+        system_id: r.try_get("system_id")?,
+        serious: r
+            .try_get::<Option<String>, _>("serious_checklist")?
+            .and_then(|j| serde_json::from_str(&j).ok()),
     })
 }
 
@@ -519,6 +652,20 @@ impl Soar {
             Some(u) => Some(u),
             None => before.assignee_id,
         };
+        let system_id = match patch.system_id {
+            Some(0) => None,
+            Some(sid) => {
+                let sys = self.system(sid).await?;
+                if sys.agency_id != before.agency_id {
+                    return Err(SoarError::Invalid(format!(
+                        "system {sid} belongs to agency {}, not to the incident's agency {}",
+                        sys.agency_id, before.agency_id
+                    )));
+                }
+                Some(sid)
+            }
+            None => before.system_id,
+        };
         let beyond = match patch.beyond_capacity {
             Some(true) => before.beyond_capacity_at.or(Some(now)),
             Some(false) => None,
@@ -526,7 +673,8 @@ impl Soar {
         };
         sqlx::query(
             "UPDATE incidents SET title = $1, description = $2, severity = $3, assignee_id = $4, \
-             beyond_capacity_at = $5, version = version + 1, updated_at = $6 WHERE id = $7",
+             beyond_capacity_at = $5, system_id = $8, version = version + 1, updated_at = $6 \
+             WHERE id = $7",
         )
         .bind(title)
         .bind(patch.description.as_deref().unwrap_or(&before.description))
@@ -535,6 +683,7 @@ impl Soar {
         .bind(beyond.map(to_ms))
         .bind(to_ms(now))
         .bind(id)
+        .bind(system_id)
         .execute(&mut *tx)
         .await?;
         if patch.severity.is_some_and(|s| s != before.severity) {
@@ -654,6 +803,18 @@ impl Soar {
             format!("{} → {}: {summary}", before.step.as_str(), to.as_str())
         };
         timeline(&mut tx, id, now, kind, actor, &text).await?;
+        // R-03: notified while still unresolved → send the updated information to the same
+        // recipients as soon as handling ends (once, when the response first ends).
+        if before.response_ended_at.is_none() && ended.is_some() && before.notice_sent_at.is_some()
+        {
+            let t = NewTask {
+                step: Step::PostIncident,
+                title: UPDATE_NOTICE_TASK.into(),
+                lead_unit: String::new(),
+                supporting_units: Vec::new(),
+            };
+            self.insert_task(&mut tx, actor, id, t).await?;
+        }
         let after = fetch(&mut tx, id).await?;
         let action = if looped {
             "incident.loop"
@@ -956,44 +1117,267 @@ impl Soar {
 
     /// Adds a task to a step.
     pub async fn add_task(&self, actor: &Actor, id: i64, step: Step, title: &str) -> Result<Task> {
-        let title = title.trim();
+        let t = NewTask {
+            step,
+            title: title.into(),
+            lead_unit: String::new(),
+            supporting_units: Vec::new(),
+        };
+        self.add_step_task(actor, id, t).await
+    }
+
+    /// Adds a task to a step with its lead unit and supporting units.
+    pub async fn add_step_task(&self, actor: &Actor, id: i64, t: NewTask) -> Result<Task> {
+        let mut tx = self.begin().await?;
+        fetch(&mut tx, id).await?;
+        let task = self.insert_task(&mut tx, actor, id, t).await?;
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    async fn insert_task(&self, tx: &mut Tx, actor: &Actor, id: i64, t: NewTask) -> Result<Task> {
+        let title = t.title.trim();
         if title.is_empty() {
             return Err(SoarError::Invalid("task title is required".into()));
         }
-        let now = self.now();
-        let mut tx = self.begin().await?;
-        fetch(&mut tx, id).await?;
+        let lead = t.lead_unit.trim().to_owned();
+        let supporting: Vec<String> = t
+            .supporting_units
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if !supporting.is_empty() && lead.is_empty() {
+            return Err(SoarError::Invalid(
+                "supporting units need a lead unit".into(),
+            ));
+        }
+        let units = serde_json::to_string(&supporting)
+            .map_err(|e| SoarError::Internal(format!("units: {e}")))?;
         let tid: i64 = sqlx::query(
-            "INSERT INTO incident_tasks (incident_id, step, title, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO incident_tasks (incident_id, step, title, created_at, lead_unit, \
+             supporting_units) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(id)
-        .bind(step.as_str())
+        .bind(t.step.as_str())
         .bind(title)
-        .bind(to_ms(now))
-        .fetch_one(&mut *tx)
+        .bind(to_ms(self.now()))
+        .bind(&lead)
+        .bind(&units)
+        .fetch_one(&mut **tx)
         .await?
         .try_get(0)?;
         let task = Task {
             id: tid,
             incident_id: id,
-            step,
+            step: t.step,
             title: title.into(),
             done: false,
             assignee_id: None,
+            lead_unit: lead,
+            supporting_units: supporting,
+        };
+        self.audit(tx, actor, "task.create", "task", tid, None, json(&task))
+            .await?;
+        Ok(task)
+    }
+
+    /// Fills in the serious-incident checklist (R-11). The level comes from the linked
+    /// information system when there is one. When the incident becomes serious, an
+    /// emergency-report task is opened in the current step and the timeline says so; the
+    /// severity is not changed (the assessment suggests the minimum). Stale versions conflict.
+    pub async fn set_serious_checklist(
+        &self,
+        actor: &Actor,
+        id: i64,
+        version: i64,
+        checklist: SeriousChecklist,
+    ) -> Result<Incident> {
+        if checklist
+            .system_level
+            .is_some_and(|l| !(1..=5).contains(&l))
+        {
+            return Err(SoarError::Invalid("system_level must be 1 to 5".into()));
+        }
+        let linked_level = match self.incident(id).await?.system_id {
+            Some(sid) => Some(self.system(sid).await?.level),
+            None => None,
+        };
+        let assessment = checklist.assess(linked_level);
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let before = fetch_versioned(&mut tx, id, version).await?;
+        if before.closed {
+            return Err(SoarError::Invalid(format!("incident {id} is closed")));
+        }
+        let text = serde_json::to_string(&assessment)
+            .map_err(|e| SoarError::Internal(format!("checklist: {e}")))?;
+        sqlx::query(
+            "UPDATE incidents SET serious_checklist = $1, version = version + 1, updated_at = $2 \
+             WHERE id = $3",
+        )
+        .bind(&text)
+        .bind(to_ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let was_serious = before.serious.as_ref().is_some_and(|a| a.serious);
+        if assessment.serious && !was_serious {
+            timeline(
+                &mut tx,
+                id,
+                now,
+                "serious",
+                actor,
+                "R-11: sự cố nghiêm trọng / serious incident — báo cáo ngay chủ quản, đơn vị \
+                 chuyên trách và cơ quan điều phối quốc gia",
+            )
+            .await?;
+            let t = NewTask {
+                step: before.step,
+                title: "Báo cáo khẩn cấp sự cố nghiêm trọng (đề xuất nâng mức khẩn cấp) / \
+                        emergency report of a serious incident"
+                    .into(),
+                lead_unit: String::new(),
+                supporting_units: Vec::new(),
+            };
+            self.insert_task(&mut tx, actor, id, t).await?;
+        }
+        let after = fetch(&mut tx, id).await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "incident.serious_checklist",
+            "incident",
+            id,
+            json(&before.serious),
+            json(&after.serious),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Adds a case template (name unique, at least one task).
+    pub async fn create_template(
+        &self,
+        actor: &Actor,
+        new: NewCaseTemplate,
+    ) -> Result<CaseTemplate> {
+        let name = new.name.trim();
+        if name.is_empty() || new.tasks.is_empty() {
+            return Err(SoarError::Invalid(
+                "a template needs a name and at least one task".into(),
+            ));
+        }
+        if !new.incident_type.is_empty() {
+            crate::alert::check_incident_type(&new.incident_type)?;
+        }
+        if new.tasks.iter().any(|t| t.title.trim().is_empty()) {
+            return Err(SoarError::Invalid("every task needs a title".into()));
+        }
+        let tasks = serde_json::to_string(&new.tasks)
+            .map_err(|e| SoarError::Internal(format!("template tasks: {e}")))?;
+        let mut tx = self.begin().await?;
+        if sqlx::query("SELECT 1 FROM case_templates WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            return Err(SoarError::Conflict(format!("template {name:?} exists")));
+        }
+        let tid: i64 = sqlx::query(
+            "INSERT INTO case_templates (name, incident_type, severity, tasks, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(&new.incident_type)
+        .bind(new.severity.map(|s| s.as_str()))
+        .bind(&tasks)
+        .bind(to_ms(self.now()))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let tpl = CaseTemplate {
+            id: tid,
+            name: name.into(),
+            incident_type: new.incident_type,
+            severity: new.severity,
+            tasks: new.tasks,
         };
         self.audit(
             &mut tx,
             actor,
-            "task.create",
-            "task",
+            "template.create",
+            "template",
             tid,
             None,
-            json(&task),
+            json(&tpl),
         )
         .await?;
         tx.commit().await?;
-        Ok(task)
+        Ok(tpl)
+    }
+
+    /// Every case template, by name.
+    pub async fn templates(&self) -> Result<Vec<CaseTemplate>> {
+        let rows = sqlx::query(
+            "SELECT id, name, incident_type, severity, tasks FROM case_templates ORDER BY name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let tasks: String = r.try_get(4)?;
+                Ok(CaseTemplate {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    incident_type: r.try_get(2)?,
+                    severity: r
+                        .try_get::<Option<String>, _>(3)?
+                        .map(|s| parse_severity(&s))
+                        .transpose()?,
+                    tasks: serde_json::from_str(&tasks)
+                        .map_err(|e| SoarError::Internal(format!("template tasks: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds the template's task checklist to an incident, in one transaction.
+    pub async fn apply_template(
+        &self,
+        actor: &Actor,
+        id: i64,
+        template_id: i64,
+    ) -> Result<Vec<Task>> {
+        let tpl = self
+            .templates()
+            .await?
+            .into_iter()
+            .find(|t| t.id == template_id)
+            .ok_or_else(|| SoarError::not_found("template", template_id))?;
+        let mut tx = self.begin().await?;
+        let inc = fetch(&mut tx, id).await?;
+        if inc.closed {
+            return Err(SoarError::Invalid(format!("incident {id} is closed")));
+        }
+        let mut out = Vec::with_capacity(tpl.tasks.len());
+        for t in tpl.tasks {
+            out.push(self.insert_task(&mut tx, actor, id, t).await?);
+        }
+        timeline(
+            &mut tx,
+            id,
+            self.now(),
+            "template",
+            actor,
+            &format!("template applied: {}", tpl.name),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Marks a task done or not done, optionally assigning it.
@@ -1038,8 +1422,8 @@ impl Soar {
     /// The tasks of an incident.
     pub async fn tasks(&self, id: i64) -> Result<Vec<Task>> {
         let rows = sqlx::query(
-            "SELECT id, incident_id, step, title, done, assignee_id FROM incident_tasks \
-             WHERE incident_id = $1 ORDER BY id",
+            "SELECT id, incident_id, step, title, done, assignee_id, lead_unit, supporting_units \
+             FROM incident_tasks WHERE incident_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -1050,8 +1434,8 @@ impl Soar {
     /// The task with this id.
     pub async fn task(&self, task_id: i64) -> Result<Task> {
         let row = sqlx::query(
-            "SELECT id, incident_id, step, title, done, assignee_id FROM incident_tasks \
-             WHERE id = $1",
+            "SELECT id, incident_id, step, title, done, assignee_id, lead_unit, supporting_units \
+             FROM incident_tasks WHERE id = $1",
         )
         .bind(task_id)
         .fetch_optional(self.pool())
@@ -1123,12 +1507,15 @@ fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Task> {
         title: r.try_get(3)?,
         done: r.try_get(4)?,
         assignee_id: r.try_get(5)?,
+        lead_unit: r.try_get(6)?,
+        supporting_units: serde_json::from_str(&r.try_get::<String, _>(7)?).unwrap_or_default(),
     })
 }
 
 async fn fetch_task(tx: &mut Tx, task_id: i64) -> Result<Task> {
     let row = sqlx::query(
-        "SELECT id, incident_id, step, title, done, assignee_id FROM incident_tasks WHERE id = $1",
+        "SELECT id, incident_id, step, title, done, assignee_id, lead_unit, supporting_units \
+         FROM incident_tasks WHERE id = $1",
     )
     .bind(task_id)
     .fetch_optional(&mut **tx)
@@ -1206,6 +1593,55 @@ async fn signoff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// R-11 truth table over level × the five impacts × capacity: only (level 4/5 or
+    /// national critical) ∧ (an impact) ∧ (cannot handle) is serious.
+    #[test]
+    fn serious_checklist_truth_table() {
+        let mut serious_count = 0;
+        for level in 1..=5 {
+            for critical in [false, true] {
+                for impacts in 0u8..32 {
+                    for cannot in [false, true] {
+                        let c = SeriousChecklist {
+                            national_critical: critical,
+                            system_level: Some(level),
+                            service_interruption: impacts & 1 != 0,
+                            state_secret_leak: impacts & 2 != 0,
+                            data_integrity_lost: impacts & 4 != 0,
+                            loss_of_control: impacts & 8 != 0,
+                            wide_spread: impacts & 16 != 0,
+                            cannot_handle: cannot,
+                        };
+                        let a = c.assess(None);
+                        let expect = (level >= 4 || critical) && impacts != 0 && cannot;
+                        assert_eq!(a.serious, expect, "{c:?}");
+                        serious_count += usize::from(a.serious);
+                        if a.serious {
+                            assert_eq!(a.suggested_min_severity, Some(Severity::Emergency));
+                        } else if (level >= 4 || critical) && impacts & 1 != 0 {
+                            assert_eq!(a.suggested_min_severity, Some(Severity::High));
+                        } else {
+                            assert_eq!(a.suggested_min_severity, None);
+                        }
+                    }
+                }
+            }
+        }
+        // Levels 4–5 (both critical flags) plus levels 1–3 when critical: 7 of 10 level ×
+        // critical cells, 31 impact sets each, capacity must be exceeded.
+        assert_eq!(serious_count, 7 * 31);
+        // The linked system's level wins over the answer.
+        let c = SeriousChecklist {
+            system_level: Some(2),
+            service_interruption: true,
+            cannot_handle: true,
+            ..SeriousChecklist::default()
+        };
+        assert!(!c.assess(None).serious);
+        assert!(c.assess(Some(4)).serious);
+        assert_eq!(c.assess(Some(4)).level, Some(4));
+    }
 
     #[test]
     fn step_graph_is_linear_plus_the_recovery_loop() {

@@ -11,6 +11,7 @@ pub mod incident;
 pub mod notify;
 pub mod profile;
 pub mod report;
+pub mod system;
 pub mod user;
 
 pub use agency::{Agency, Contact, NewAgency};
@@ -21,7 +22,8 @@ pub use error::SoarError;
 pub use incident::{Incident, IncidentFilter, NewIncident, Severity, Step};
 pub use notify::{Mailer, Notification, NotificationStatus, RosterEntry, SmtpSettings};
 pub use profile::{ProfileSet, RegulationProfile};
-pub use user::{Role, User};
+pub use system::{AgencyTask, CsvKind, InfoSystem, NewSystem, Uplink};
+pub use user::{Role, SavedSearch, User};
 
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -164,6 +166,33 @@ impl Soar {
     /// Lists audit rows, newest first.
     pub async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         audit::list(&self.pool, filter).await
+    }
+
+    /// Appends one entry to the audit chain for a change kept outside the SOAR tables (the
+    /// detection rule catalogue, for one).
+    pub async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        object_type: &str,
+        object_id: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let id = self
+            .audit(
+                &mut tx,
+                actor,
+                action,
+                object_type,
+                object_id,
+                before,
+                after,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`).

@@ -139,6 +139,16 @@ impl Soar {
         let observables = self.observables(id).await?;
         let evidence = self.incident_evidence(id).await?;
         let ranges = self.agency_ranges(inc.agency_id).await?;
+        let domains = self.agency_domains(inc.agency_id).await?;
+        // The affected information system: the one linked to the incident, else the agency's
+        // only one.
+        let system = match inc.system_id {
+            Some(sid) => Some(self.system(sid).await?),
+            None => {
+                let mut all = self.agency_systems(inc.agency_id).await?;
+                if all.len() == 1 { all.pop() } else { None }
+            }
+        };
         let obs = |kinds: &[&str]| {
             join(
                 observables
@@ -165,7 +175,33 @@ impl Soar {
             )
         });
         let hosts = join(alerts.iter().map(|a| a.host.clone()));
-        let system_name = hosts.or_else(|| obs(&["hostname", "domain", "url"]));
+        let system_name = system
+            .as_ref()
+            .map(|s| s.name.clone())
+            .or(hosts)
+            .or_else(|| obs(&["hostname", "domain", "url"]));
+        let operator = system
+            .as_ref()
+            .and_then(|s| non_empty(&s.operator))
+            .unwrap_or_else(|| agency.name.clone());
+        let owner = system
+            .as_ref()
+            .and_then(|s| non_empty(&s.owner))
+            .or_else(|| parent.as_ref().map(|p| p.name.clone()));
+        let uplink_providers = system.as_ref().and_then(|s| {
+            join(s.uplinks.iter().map(|u| match &u.cidr {
+                Some(c) => format!("{} ({c})", u.provider),
+                None => u.provider.clone(),
+            }))
+        });
+        let all_domains = join(
+            domains.iter().cloned().chain(
+                observables
+                    .iter()
+                    .filter(|o| o.kind == "domain" && !domains.contains(&o.value))
+                    .map(|o| o.value.clone()),
+            ),
+        );
         let ips = join(
             ranges
                 .iter()
@@ -238,14 +274,14 @@ impl Soar {
                         "Tên đơn vị vận hành hệ thống thông tin",
                         "Operator of the information system",
                         true,
-                        Some(agency.name.clone()),
+                        Some(operator),
                     ),
                     f(
                         "system.owner",
                         "Cơ quan chủ quản",
                         "Owning agency",
                         false,
-                        parent.as_ref().map(|p| p.name.clone()),
+                        owner,
                     ),
                     f(
                         "system.name",
@@ -259,7 +295,14 @@ impl Soar {
                         "Phân loại cấp độ của HTTT (nếu có)",
                         "Security level of the system (if any)",
                         false,
-                        None,
+                        system.as_ref().map(|s| format!("Cấp {}", s.level)),
+                    ),
+                    f(
+                        "system.uplinks",
+                        "Tên nhà cung cấp dịch vụ kết nối bên ngoài (nếu có)",
+                        "External connectivity providers (if any)",
+                        false,
+                        uplink_providers,
                     ),
                     f(
                         "incident.description",
@@ -335,7 +378,7 @@ impl Soar {
                         "Các tên miền của hệ thống",
                         "Domain names of the system",
                         false,
-                        obs(&["domain"]),
+                        all_domains,
                     ),
                     f(
                         "attachments",

@@ -658,6 +658,288 @@ impl Soar {
     }
 }
 
+/// The console languages a user may choose.
+pub const LANGUAGES: [&str; 2] = ["vi", "en"];
+
+/// A search saved by a user in the console.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SavedSearch {
+    /// Id.
+    pub id: i64,
+    /// Name given by the user (unique per user).
+    pub name: String,
+    /// `filter` (filter language) or `sql`.
+    pub mode: String,
+    /// The query text.
+    pub query: String,
+    /// Start of the time range as typed (`now-24h`, an RFC 3339 time); empty for SQL.
+    pub range_from: String,
+    /// End of the time range as typed; empty = now.
+    pub range_to: String,
+    /// When it was saved.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Longest saved query, in bytes.
+pub const MAX_SAVED_QUERY: usize = 8192;
+
+/// Searches kept per user.
+pub const MAX_SAVED_SEARCHES: i64 = 100;
+
+impl Soar {
+    /// Changes a user's role (and agency, which agency viewers need).
+    pub async fn set_user_role(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        role: Role,
+        agency_id: Option<i64>,
+    ) -> Result<User> {
+        if role == Role::AgencyViewer && agency_id.is_none() {
+            return Err(SoarError::Invalid(
+                "an agency viewer needs an agency".into(),
+            ));
+        }
+        if let Some(a) = agency_id {
+            self.agency(a).await?;
+        }
+        let before = self.user(user_id).await?;
+        if actor.user_id == Some(user_id) && role != before.role {
+            return Err(SoarError::Invalid(
+                "users cannot change their own role".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET role = $1, agency_id = $2 WHERE id = $3")
+            .bind(role.as_str())
+            .bind(agency_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let after = User {
+            role,
+            agency_id,
+            ..before.clone()
+        };
+        self.audit(
+            &mut tx,
+            actor,
+            "user.role",
+            "user",
+            user_id,
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&after).ok(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Disables (ending every session and token) or re-enables a user.
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        disabled: bool,
+    ) -> Result<User> {
+        let before = self.user(user_id).await?;
+        if disabled && actor.user_id == Some(user_id) {
+            return Err(SoarError::Invalid("users cannot disable themselves".into()));
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(disabled)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if disabled {
+            sqlx::query("DELETE FROM credentials WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        self.audit(&mut tx, actor, action, "user", user_id, None, None)
+            .await?;
+        tx.commit().await?;
+        Ok(User { disabled, ..before })
+    }
+
+    /// The console language the user chose (`vi`, `en`), if any.
+    pub async fn user_language(&self, user_id: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT language FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| SoarError::not_found("user", user_id))?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Stores the user's console language (one of [`LANGUAGES`]).
+    pub async fn set_user_language(&self, actor: &Actor, user_id: i64, lang: &str) -> Result<()> {
+        if !LANGUAGES.contains(&lang) {
+            return Err(SoarError::Invalid(format!("unknown language {lang:?}")));
+        }
+        let before = self.user_language(user_id).await?;
+        if before.as_deref() == Some(lang) {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
+            .bind(lang)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "user.language",
+            "user",
+            user_id,
+            before.map(serde_json::Value::from),
+            Some(serde_json::Value::from(lang)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves a search under a name (replacing the user's search of the same name).
+    pub async fn save_search(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        search: &SavedSearch,
+    ) -> Result<SavedSearch> {
+        let name = search.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(SoarError::Invalid(
+                "search name: 1 to 100 characters".into(),
+            ));
+        }
+        if !matches!(search.mode.as_str(), "filter" | "sql") {
+            return Err(SoarError::Invalid(format!(
+                "unknown search mode {:?}",
+                search.mode
+            )));
+        }
+        if search.query.len() > MAX_SAVED_QUERY
+            || search.range_from.len() > 100
+            || search.range_to.len() > 100
+        {
+            return Err(SoarError::Invalid("saved search too long".into()));
+        }
+        self.user(user_id).await?;
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let count: i64 =
+            sqlx::query("SELECT count(*) FROM saved_searches WHERE user_id = $1 AND name <> $2")
+                .bind(user_id)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        if count >= MAX_SAVED_SEARCHES {
+            return Err(SoarError::Invalid(format!(
+                "at most {MAX_SAVED_SEARCHES} saved searches per user"
+            )));
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO saved_searches \
+             (user_id, name, mode, query, range_from, range_to, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (user_id, name) DO UPDATE SET mode = excluded.mode, \
+             query = excluded.query, range_from = excluded.range_from, \
+             range_to = excluded.range_to, created_at = excluded.created_at \
+             RETURNING id",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(&search.mode)
+        .bind(&search.query)
+        .bind(search.range_from.trim())
+        .bind(search.range_to.trim())
+        .bind(to_ms(now))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let saved = SavedSearch {
+            id,
+            name: name.to_owned(),
+            mode: search.mode.clone(),
+            query: search.query.clone(),
+            range_from: search.range_from.trim().to_owned(),
+            range_to: search.range_to.trim().to_owned(),
+            created_at: now,
+        };
+        self.audit(
+            &mut tx,
+            actor,
+            "search.save",
+            "saved_search",
+            id,
+            None,
+            serde_json::to_value(&saved).ok(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// A user's saved searches, by name.
+    pub async fn saved_searches(&self, user_id: i64) -> Result<Vec<SavedSearch>> {
+        let rows = sqlx::query(
+            "SELECT id, name, mode, query, range_from, range_to, created_at \
+             FROM saved_searches WHERE user_id = $1 ORDER BY name",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SavedSearch {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    mode: r.try_get(2)?,
+                    query: r.try_get(3)?,
+                    range_from: r.try_get(4)?,
+                    range_to: r.try_get(5)?,
+                    created_at: from_ms(r.try_get(6)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes one of the user's saved searches.
+    pub async fn delete_saved_search(&self, actor: &Actor, user_id: i64, id: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM saved_searches WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(SoarError::not_found("saved search", id));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "search.delete",
+            "saved_search",
+            id,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
                           0bm7nN0bF3LD0tGAbWbHkJcFjTBW0tXNTmkHl3ls0Ow";
 

@@ -36,6 +36,14 @@ impl ApiError {
         }
     }
 
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn unauthenticated() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
@@ -44,7 +52,7 @@ impl ApiError {
         }
     }
 
-    fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "invalid",
@@ -86,7 +94,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type R<T> = Result<T, ApiError>;
+pub(crate) type R<T> = Result<T, ApiError>;
 
 pub(crate) fn routes() -> Router<SoarState> {
     Router::new()
@@ -161,6 +169,7 @@ pub(crate) fn routes() -> Router<SoarState> {
         )
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .merge(super::extra::routes())
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -275,7 +284,7 @@ struct BulkTriage {
     triage: Triage,
 }
 
-async fn alerts_in_scope(st: &SoarState, u: &AuthUser, ids: &[i64]) -> R<()> {
+pub(crate) async fn alerts_in_scope(st: &SoarState, u: &AuthUser, ids: &[i64]) -> R<()> {
     for &id in ids {
         u.require_agency(st.soar.alert(id).await?.agency_id)?;
     }
@@ -343,19 +352,36 @@ async fn alert_comments(
 
 // ---- incidents ----
 
-async fn incident_in_scope(st: &SoarState, u: &AuthUser, id: i64) -> R<canh_soar::Incident> {
+pub(crate) async fn incident_in_scope(
+    st: &SoarState,
+    u: &AuthUser,
+    id: i64,
+) -> R<canh_soar::Incident> {
     let inc = st.soar.incident(id).await?;
     u.require_agency(Some(inc.agency_id))?;
     Ok(inc)
 }
 
-fn incident_json(st: &SoarState, inc: &canh_soar::Incident) -> Response {
-    let body = json!({"incident": inc, "deadlines": inc.deadlines(st.soar.now())});
+pub(crate) fn incident_json(st: &SoarState, inc: &canh_soar::Incident) -> Response {
+    // The regulation's definition of the incident's severity, from the profile it was opened
+    // under, so that the user sees what the level means.
+    let definition = st
+        .soar
+        .profiles()
+        .get(&inc.profile_id, inc.profile_version)
+        .and_then(|p| {
+            p.severities
+                .iter()
+                .find(|s| s.id == inc.severity.as_str())
+                .map(|s| json!(s))
+        });
+    let body = json!({"incident": inc, "deadlines": inc.deadlines(st.soar.now()),
+                      "severity_definition": definition});
     ([(header::ETAG, format!("\"{}\"", inc.version))], Json(body)).into_response()
 }
 
 /// The version the client last saw: `If-Match: "N"` or `version` in the body.
-fn expected_version(headers: &HeaderMap, body: Option<i64>) -> R<i64> {
+pub(crate) fn expected_version(headers: &HeaderMap, body: Option<i64>) -> R<i64> {
     if let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         return v
             .trim()
@@ -510,26 +536,17 @@ async fn tasks(State(st): State<SoarState>, u: AuthUser, Path(id): Path<i64>) ->
     Ok(Json(json!(st.soar.tasks(id).await?)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskBody {
-    step: Step,
-    title: String,
-}
-
 async fn add_task(
     State(st): State<SoarState>,
     u: AuthUser,
     Path(id): Path<i64>,
-    Json(b): Json<TaskBody>,
+    Json(b): Json<canh_soar::incident::NewTask>,
 ) -> R<(StatusCode, Json<Value>)> {
     u.require_write()?;
     incident_in_scope(&st, &u, id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!(
-            st.soar.add_task(&u.actor(), id, b.step, &b.title).await?
-        )),
+        Json(json!(st.soar.add_step_task(&u.actor(), id, b).await?)),
     ))
 }
 
@@ -738,7 +755,7 @@ async fn export_evidence(
         .into_response())
 }
 
-fn tempdir_in_vault(st: &SoarState) -> R<std::path::PathBuf> {
+pub(crate) fn tempdir_in_vault(st: &SoarState) -> R<std::path::PathBuf> {
     // The vault's own tmp dir: same filesystem, never world-readable.
     let p = st
         .soar
@@ -788,14 +805,25 @@ async fn create_agency(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    /// `agencies` (default), `contacts`, `systems` or `domains`.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
 async fn import_agencies(
     State(st): State<SoarState>,
     u: AuthUser,
+    Query(q): Query<ImportQuery>,
     body: axum::body::Bytes,
 ) -> R<Json<Value>> {
     u.require_admin()?;
-    let n = st.soar.import_agencies_csv(&u.actor(), &body).await?;
-    Ok(Json(json!({"created": n})))
+    let kind = canh_soar::CsvKind::parse(q.kind.as_deref().unwrap_or("agencies"))?;
+    let n = st.soar.import_csv(&u.actor(), kind, &body).await?;
+    // `created` kept for agencies; `changed` for every kind.
+    Ok(Json(json!({"created": n, "changed": n})))
 }
 
 #[derive(Deserialize)]
@@ -864,7 +892,7 @@ async fn add_range(
 
 async fn contacts(State(st): State<SoarState>, u: AuthUser, Path(id): Path<i64>) -> R<Json<Value>> {
     u.require_agency(Some(id))?;
-    Ok(Json(json!(st.soar.agency_contacts(id).await?)))
+    Ok(Json(json!(st.soar.agency_contact_list(id).await?)))
 }
 
 async fn add_contact(

@@ -4,9 +4,12 @@
 
 pub mod api;
 pub mod auth;
+mod extra;
 
 #[cfg(test)]
 mod mail_tests;
+#[cfg(test)]
+mod matrix_tests;
 #[cfg(test)]
 mod tests;
 
@@ -71,6 +74,28 @@ pub struct SoarState {
     pub config: Arc<SoarConfig>,
     /// Ids of alerts recorded through `record_alert` (new rows and repeats), for live views.
     pub alert_feed: tokio::sync::broadcast::Sender<AlertId>,
+    /// The node's event store, for evidence made of captured event sets (set once by the node;
+    /// absent, that endpoint answers 503).
+    pub events: EventStore,
+}
+
+/// The event store shared with the SOAR handlers, set once after the pipeline is built.
+#[derive(Clone, Default)]
+pub struct EventStore(Arc<std::sync::OnceLock<Arc<canh_store::Store>>>);
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl EventStore {
+    /// The store, once set.
+    pub fn get(&self) -> Option<&Arc<canh_store::Store>> {
+        self.0.get()
+    }
 }
 
 impl SoarState {
@@ -112,7 +137,14 @@ impl SoarState {
             soar,
             config: Arc::new(config.clone()),
             alert_feed: tokio::sync::broadcast::channel(1024).0,
+            events: EventStore::default(),
         })
+    }
+
+    /// Gives the SOAR handlers the node's event store (captured event sets as evidence). Only
+    /// the first call counts.
+    pub fn set_event_store(&self, store: Arc<canh_store::Store>) {
+        let _ = self.events.0.set(store);
     }
 
     /// Alert intake for the detection pipeline.
@@ -121,6 +153,17 @@ impl SoarState {
         // No live view listening is not an error.
         let _ = self.alert_feed.send(id);
         Ok(id)
+    }
+
+    /// Batch intake for the detection pipeline: the whole batch in one transaction (one commit
+    /// instead of one per alert), with the same folding, grouping and suppression as
+    /// `record_alert`. Every id is sent to the live feed.
+    pub async fn record_alerts(&self, alerts: Vec<NewAlert>) -> Result<Vec<AlertId>, SoarError> {
+        let ids = self.soar.record_alerts(alerts).await?;
+        for &id in &ids {
+            let _ = self.alert_feed.send(id);
+        }
+        Ok(ids)
     }
 
     /// Turns every overdue report into an alert (rule `canh.soar.overdue`, one row per incident
@@ -143,6 +186,21 @@ impl SoarState {
                 event: serde_json::to_value(&item).unwrap_or_default(),
                 time: now,
                 dedup_key: Some(format!("overdue|{}|{kind}", item.incident_id)),
+            };
+            ids.push(self.soar.record_alert(alert).await?);
+        }
+        // a changed incident-response contact not reported within 24 h.
+        for task in self.soar.overdue_agency_tasks(now).await? {
+            let alert = NewAlert {
+                rule_id: "canh.soar.agency_task_overdue".into(),
+                rule_title: format!("Quá hạn / overdue: {}", task.title),
+                rule_level: "medium".into(),
+                severity: Severity::Medium,
+                agency_id: Some(task.agency_id),
+                host: String::new(),
+                event: serde_json::to_value(&task).unwrap_or_default(),
+                time: now,
+                dedup_key: Some(format!("agency_task|{}", task.id)),
             };
             ids.push(self.soar.record_alert(alert).await?);
         }

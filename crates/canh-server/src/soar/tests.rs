@@ -8,16 +8,16 @@ use canh_soar::{Actor, NewAgency, NewAlert, NewIncident, Role, Severity};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Fx {
-    st: SoarState,
-    _dir: tempfile::TempDir,
-    tokens: Vec<(&'static str, Role, String)>,
-    agency_a: i64,
-    incident_a: i64,
-    alert_a: i64,
+pub(super) struct Fx {
+    pub(super) st: SoarState,
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) tokens: Vec<(&'static str, Role, String)>,
+    pub(super) agency_a: i64,
+    pub(super) incident_a: i64,
+    pub(super) alert_a: i64,
 }
 
-async fn fixture() -> Fx {
+pub(super) async fn fixture() -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SoarConfig {
         secure_cookie: true,
@@ -93,7 +93,7 @@ async fn fixture() -> Fx {
     }
 }
 
-async fn call(
+pub(super) async fn call(
     fx: &Fx,
     method: &str,
     uri: &str,

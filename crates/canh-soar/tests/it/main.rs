@@ -8,6 +8,7 @@ mod evidence;
 mod incidents;
 mod notify;
 mod report;
+mod systems;
 mod totp;
 mod users;
 

@@ -3,7 +3,7 @@
 
 use crate::env;
 use canh_soar::incident::{IncidentPatch, Observable, ReportKind};
-use canh_soar::{Contact, NewAlert, NewIncident, Severity, SoarError};
+use canh_soar::{Contact, NewAlert, NewIncident, NewSystem, Severity, SoarError, Uplink};
 use chrono::Duration;
 
 #[tokio::test]
@@ -25,6 +25,34 @@ async fn initial_report_draft_lists_missing_fields_and_matches_the_golden_text()
     .await
     .unwrap();
     s.add_agency_range(&e.admin, e.dept, "203.113.130.0/28", true)
+        .await
+        .unwrap();
+    // The agency's only information system fills the system name, level, owner, operator and
+    // uplinks; its domains join the observed ones.
+    s.add_system(
+        &e.admin,
+        e.dept,
+        NewSystem {
+            name: "Cổng dịch vụ công tỉnh".into(),
+            level: 3,
+            owner: "UBND tỉnh Bến Tre".into(),
+            operator: "Trung tâm CNTT-TT".into(),
+            uplinks: vec![
+                Uplink {
+                    provider: "VNPT".into(),
+                    cidr: Some("203.113.130.0/30".into()),
+                },
+                Uplink {
+                    provider: "Viettel".into(),
+                    cidr: None,
+                },
+            ],
+            description: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    s.add_agency_domain(&e.admin, e.dept, "stttt.bentre.gov.vn")
         .await
         .unwrap();
     let alert = s
@@ -102,6 +130,31 @@ async fn initial_report_draft_lists_missing_fields_and_matches_the_golden_text()
     assert_eq!(
         d.due,
         Some(s.now() + Duration::hours(inc.initial_report_hours))
+    );
+    let field = |key: &str| {
+        d.sections
+            .iter()
+            .flat_map(|s| &s.fields)
+            .find(|f| f.key == key)
+            .and_then(|f| f.value.clone())
+    };
+    assert_eq!(field("system.level").as_deref(), Some("Cấp 3"));
+    assert_eq!(
+        field("system.name").as_deref(),
+        Some("Cổng dịch vụ công tỉnh")
+    );
+    assert_eq!(
+        field("system.operator").as_deref(),
+        Some("Trung tâm CNTT-TT")
+    );
+    assert_eq!(field("system.owner").as_deref(), Some("UBND tỉnh Bến Tre"));
+    assert_eq!(
+        field("system.uplinks").as_deref(),
+        Some("VNPT (203.113.130.0/30), Viettel")
+    );
+    assert_eq!(
+        field("system.domains").as_deref(),
+        Some("dichvucong.bentre.gov.vn, stttt.bentre.gov.vn")
     );
     insta::assert_snapshot!("mau03_text_vi_en", d.to_text(true));
     let html = d.to_html(false);
