@@ -3,6 +3,10 @@
 //! Files are processed in parallel (one file per worker) and streamed record by record, so
 //! memory stays flat as input grows; only hits are kept. A damaged file or record is reported
 //! on stderr and skipped. Correlation rules are evaluated per file, in record order.
+//!
+//! With `--store`, the rules run over the events stored in the data directory instead: through
+//! the running server's API (`POST /api/v1/rules/test`) when one holds the data directory,
+//! otherwise by opening the store directly. Correlation rules are not evaluated over the store.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,8 +25,20 @@ use serde::Serialize;
 #[derive(clap::Args, Debug)]
 pub(crate) struct HuntArgs {
     /// Log files or directories (searched recursively for .evtx, .json, .jsonl, .ndjson).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "store", conflicts_with = "store")]
     paths: Vec<PathBuf>,
+    /// Hunt over the events stored in the data directory instead of files.
+    #[arg(long)]
+    store: bool,
+    /// With --store: start of the time range (RFC 3339, a date, epoch seconds or `now-24h`).
+    #[arg(long, default_value = "now-24h", requires = "store")]
+    from: String,
+    /// With --store: end of the time range (exclusive); default now.
+    #[arg(long, requires = "store")]
+    to: Option<String>,
+    /// With --store, when no server runs: configuration file (for [store]).
+    #[arg(long, requires = "store")]
+    config: Option<PathBuf>,
     /// Sigma rule files or directories.
     #[arg(long, required = true)]
     rules: Vec<PathBuf>,
@@ -81,6 +97,9 @@ struct Hit {
     fields: BTreeMap<String, String>,
     #[serde(rename = "event.original", skip_serializing_if = "Option::is_none")]
     original: Option<String>,
+    /// The stored event's id, when hunting over the store.
+    #[serde(rename = "canh.event.id", skip_serializing_if = "Option::is_none")]
+    store_id: Option<u64>,
 }
 
 /// Fields shown with a hit, when present.
@@ -117,7 +136,7 @@ struct Stats {
     errors: AtomicU64,
 }
 
-pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: HuntArgs, data_dir: &Path) -> anyhow::Result<i32> {
     let min = match &args.min_level {
         Some(l) => Some(Severity::from_sigma_level(l).with_context(|| {
             format!("unknown level {l:?}; use informational, low, medium, high or critical")
@@ -142,6 +161,9 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     }
     if let Some(min) = min {
         set.retain_min_severity(min);
+    }
+    if args.store {
+        return hunt_store(&args, set, min, data_dir);
     }
     let engine = Engine::new(set);
 
@@ -188,6 +210,153 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     );
     Ok(0)
+}
+
+/// Most hits a hunt over the store through the server returns.
+const REMOTE_MAX_HITS: usize = canh_server::rules::MAX_TEST_HITS;
+
+fn hunt_store(
+    args: &HuntArgs,
+    set: RuleSet,
+    min: Option<Severity>,
+    data_dir: &Path,
+) -> anyhow::Result<i32> {
+    if !set.correlations().is_empty() {
+        eprintln!("correlation rules are not evaluated over the store");
+    }
+    let started = std::time::Instant::now();
+    let (mut hits, scanned, total) = match crate::datadir::lock(data_dir)? {
+        crate::datadir::Locked::Busy => hunt_remote(args, min, &crate::datadir::remote(data_dir)?)?,
+        crate::datadir::Locked::Mine(_lock) => hunt_local(args, set, data_dir)?,
+    };
+    hits.sort_by(|a, b| {
+        a.timestamp
+            .cmp(&b.timestamp)
+            .then_with(|| a.store_id.cmp(&b.store_id))
+    });
+    write_hits(&hits, args.format)?;
+    if let Some(t) = &args.timeline {
+        let f = File::create(t).with_context(|| format!("creating {}", t.display()))?;
+        write_csv(&hits, f)?;
+    }
+    if total > hits.len() as u64 {
+        eprintln!(
+            "the server returned the first {} of {total} hits; narrow --from/--to",
+            hits.len()
+        );
+    }
+    eprintln!(
+        "{scanned} stored events, {} hits, {:.1}s",
+        hits.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn hunt_local(
+    args: &HuntArgs,
+    set: RuleSet,
+    data_dir: &Path,
+) -> anyhow::Result<(Vec<Hit>, u64, u64)> {
+    let cfg =
+        canh_server::Config::load(args.config.as_deref(), canh_server::config::env_overrides())?;
+    let (query, from, to) =
+        canh_server::api::range_and_query(None, Some(&args.from), args.to.as_deref())
+            .map_err(|m| anyhow::anyhow!(m))?;
+    let engine = Engine::new(set);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut store_cfg = cfg.store;
+        store_cfg.flush_interval_ms = 0;
+        let store = canh_store::Store::open(&canh_server::node::store_dir(data_dir), store_cfg)
+            .await
+            .context("opening the event store")?;
+        let mut hits = Vec::new();
+        let found = canh_server::rules::hunt_store(&store, &engine, query, from, to, 0, |m, h| {
+            let rec = Record {
+                record_id: h
+                    .event
+                    .get("winlog.record_id")
+                    .and_then(serde_json::Value::as_u64),
+                event: h.event.clone(),
+                line: None,
+            };
+            let mut hit = match_hit(m, &rec, &stored_file(&h.event));
+            hit.store_id = Some(h.id);
+            hits.push(hit);
+        })
+        .await?;
+        Ok((hits, found.scanned, found.count))
+    })
+}
+
+/// Where a stored event came from, for `log.file.path`.
+fn stored_file(ev: &Event) -> String {
+    ev.get_str("log.file.path").unwrap_or("store").to_owned()
+}
+
+fn hunt_remote(
+    args: &HuntArgs,
+    min: Option<Severity>,
+    server: &crate::datadir::Remote,
+) -> anyhow::Result<(Vec<Hit>, u64, u64)> {
+    let mut body = serde_json::json!({
+        "texts": crate::rules::rule_texts(&args.rules)?,
+        "from": args.from,
+        "limit": REMOTE_MAX_HITS,
+    });
+    if let Some(to) = &args.to {
+        body["to"] = serde_json::json!(to);
+    }
+    let v = crate::rules::call(server, "POST", "/api/v1/rules/test", Some(&body))?;
+    let mut hits = Vec::new();
+    for h in v["hits"].as_array().into_iter().flatten() {
+        let Ok(event) = serde_json::from_value::<Event>(h["event"].clone()) else {
+            continue;
+        };
+        let level = h["rule_level"].as_str().map(str::to_owned);
+        if let Some(min) = min
+            && Severity::from_sigma_level(level.as_deref().unwrap_or("")).is_none_or(|s| s < min)
+        {
+            continue;
+        }
+        let tags = h["rule_tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rec = Record {
+            record_id: event
+                .get("winlog.record_id")
+                .and_then(serde_json::Value::as_u64),
+            line: None,
+            event,
+        };
+        let m = canh_detect::Match {
+            rule_index: 0,
+            rule_id: h["rule_id"].as_str().map(str::to_owned),
+            title: h["rule_title"].as_str().unwrap_or("").to_owned(),
+            severity: Severity::from_sigma_level(level.as_deref().unwrap_or(""))
+                .unwrap_or(Severity::Low),
+            level,
+            tags,
+            author: None,
+            rule_path: None,
+            generate: true,
+            variant: 0,
+        };
+        let mut hit = match_hit(&m, &rec, &stored_file(&rec.event));
+        hit.store_id = h["event_id"].as_u64();
+        hits.push(hit);
+    }
+    let scanned = v["scanned"].as_u64().unwrap_or(0);
+    let total = v["count"].as_u64().unwrap_or(0);
+    Ok((hits, scanned, total))
 }
 
 fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
@@ -411,6 +580,7 @@ fn match_hit(m: &canh_detect::Match, rec: &Record, file: &str) -> Hit {
         event_code: ev.get_str("event.code").map(str::to_owned),
         fields: key_fields(ev),
         original: ev.original().map(str::to_owned),
+        store_id: None,
     }
 }
 
@@ -437,6 +607,7 @@ fn correlation_hit(a: &canh_detect::CorrelationAlert, file: &str) -> Hit {
         event_code: None,
         fields,
         original: None,
+        store_id: None,
     }
 }
 

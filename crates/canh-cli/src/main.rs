@@ -1,5 +1,6 @@
 //! `canh`: the Canh command line — server, ingest, search, hunt, rules, sensor, config.
 
+mod agency;
 mod audit;
 mod config_cmd;
 mod datadir;
@@ -46,9 +47,9 @@ enum Command {
     Search(search_cmd::SearchArgs),
     /// Validate or print the configuration.
     Config(config_cmd::ConfigArgs),
-    /// Hunt with Sigma rules over EVTX, JSONL/NDJSON and Suricata EVE files.
+    /// Hunt with Sigma rules over EVTX, JSONL/NDJSON and Suricata EVE files, or the store.
     Hunt(hunt::HuntArgs),
-    /// Check and list detection rules.
+    /// Check rule files; list, turn on/off, scope and test the server's live rules.
     Rules(rules::RulesArgs),
     /// Network sensor: read a capture or a live interface, write EVE JSON.
     Sensor(sensor::SensorArgs),
@@ -58,6 +59,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Verify and export evidence.
     Evidence(evidence::EvidenceArgs),
+    /// Import agencies, contacts, information systems and domains from CSV.
+    Agency(agency::AgencyArgs),
     /// Vulnerability data (OSV) for endpoint hosts.
     Vuln(vuln::VulnArgs),
 }
@@ -84,12 +87,13 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest_cmd::run(args, &data_dir)?,
         Command::Search(args) => search_cmd::run(args, &data_dir)?,
         Command::Config(args) => config_cmd::run(args)?,
-        Command::Hunt(args) => hunt::run(args)?,
-        Command::Rules(args) => rules::run(args)?,
+        Command::Hunt(args) => hunt::run(args, &data_dir)?,
+        Command::Rules(args) => rules::run(args, &data_dir)?,
         Command::Sensor(args) => sensor::run(args)?,
         Command::User(args) => user::run(args, &data_dir)?,
         Command::Audit(args) => audit::run(args, &data_dir)?,
         Command::Evidence(args) => evidence::run(args, &data_dir)?,
+        Command::Agency(args) => agency::run(args, &data_dir)?,
         Command::Vuln(args) => vuln::run(args, &data_dir)?,
     };
     std::process::exit(code);

@@ -284,6 +284,24 @@ impl Correlator {
         Self::default()
     }
 
+    /// Keeps the windows of the correlations of `old` that `new` still has (same id, or same
+    /// title when they have no id), at their new positions; the others start empty. Call it
+    /// when the rule set is replaced.
+    pub fn carry_over(&mut self, old: &RuleSet, new: &RuleSet) {
+        let key = |c: &CorrelationRule| (c.meta.id.clone(), c.meta.title.clone(), c.refs.len());
+        let mut by_key: std::collections::HashMap<_, BTreeMap<String, GroupState>> = old
+            .correlations
+            .iter()
+            .zip(std::mem::take(&mut self.groups))
+            .map(|(c, g)| (key(c), g))
+            .collect();
+        self.groups = new
+            .correlations
+            .iter()
+            .map(|c| by_key.remove(&key(c)).unwrap_or_default())
+            .collect();
+    }
+
     /// Feeds one match of `event`; returns the correlation alerts it completes.
     pub fn process(
         &mut self,

@@ -219,7 +219,8 @@ struct Inner {
     event_id_id: u32,
     /// Fields checked against indicators: (id, kind, name).
     ioc_fields: Vec<(u32, IndicatorKind, &'static str)>,
-    indicators: RwLock<Vec<Arc<IndicatorSet>>>,
+    /// Shared by every engine derived with [`Engine::with_rules`].
+    indicators: Arc<RwLock<Vec<Arc<IndicatorSet>>>>,
     /// Windows buckets by channel (lower-cased), then by event id; `None` id = any other id.
     windows: HashMap<String, HashMap<Option<u64>, Bucket>>,
     any_windows: Bucket,
@@ -229,6 +230,16 @@ struct Inner {
 impl Engine {
     /// Builds the routing tables and prefilters of `set`.
     pub fn new(set: RuleSet) -> Engine {
+        Self::build(set, Arc::new(RwLock::new(Vec::new())))
+    }
+
+    /// An engine running `set` that shares this engine's indicator sets (a set added or
+    /// removed through either applies to both).
+    pub fn with_rules(&self, set: RuleSet) -> Engine {
+        Self::build(set, Arc::clone(&self.inner.indicators))
+    }
+
+    fn build(set: RuleSet, indicators: Arc<RwLock<Vec<Arc<IndicatorSet>>>>) -> Engine {
         let mut ids = FieldIds::default();
         let channel_id = ids.intern("winlog.channel");
         let event_id_id = ids.intern("winlog.event_id");
@@ -306,7 +317,7 @@ impl Engine {
                 channel_id,
                 event_id_id,
                 ioc_fields,
-                indicators: RwLock::new(Vec::new()),
+                indicators,
                 windows,
                 any_windows,
                 other,

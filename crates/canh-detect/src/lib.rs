@@ -26,5 +26,5 @@ pub use indicators::{
     Indicator, IndicatorError, IndicatorKind, IndicatorLoad, IndicatorMatch, IndicatorSet,
 };
 pub use pipeline::LogSource;
-pub use rule::RuleMeta;
-pub use ruleset::{LoadOptions, RuleReport, RuleSet, RuleStatus};
+pub use rule::{RuleMeta, describe};
+pub use ruleset::{LoadOptions, RuleReport, RuleSet, RuleStatus, split_documents};

@@ -161,6 +161,18 @@ fn doc(v: Yaml) -> Result<Doc, RuleError> {
     })
 }
 
+/// The kind (`detection`, `correlation` or `filter`) and metadata of the first document of
+/// a YAML text, without compiling it.
+pub fn describe(text: &str) -> Result<(&'static str, RuleMeta), RuleError> {
+    match parse_docs(text).into_iter().next() {
+        None => Err(RuleError::invalid("no Sigma document")),
+        Some(Err(e)) => Err(e),
+        Some(Ok(Doc::Detection { meta, .. })) => Ok(("detection", meta)),
+        Some(Ok(Doc::Correlation { meta, .. })) => Ok(("correlation", meta)),
+        Some(Ok(Doc::Filter { meta, .. })) => Ok(("filter", meta)),
+    }
+}
+
 /// Parses every document of a YAML text (`---` separates documents). Empty documents are
 /// skipped; a document that is not valid gives an error in its place.
 pub(crate) fn parse_docs(text: &str) -> Vec<Result<Doc, RuleError>> {

@@ -270,6 +270,15 @@ impl RuleSet {
         (set, reports)
     }
 
+    /// Compiles rule texts compiled together (so that correlations and filters see the rules
+    /// of every text), each with the path reported for its rules.
+    pub fn from_texts(
+        sources: Vec<(Option<PathBuf>, String)>,
+        opts: &LoadOptions,
+    ) -> (RuleSet, Vec<RuleReport>) {
+        Self::from_sources(sources, opts)
+    }
+
     fn from_sources(
         sources: Vec<(Option<PathBuf>, String)>,
         opts: &LoadOptions,
@@ -506,6 +515,30 @@ impl RuleSet {
             .collect();
         self.variants.retain(|v| keep[v.rule]);
     }
+}
+
+/// The YAML documents of a rule file (split at `---` lines), without empty ones: a rule
+/// catalogue keeps each document on its own.
+pub fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = Vec::new();
+    let mut cur = String::new();
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare == "---" || (bare.starts_with("--- ") && bare[4..].trim_start().starts_with('#')) {
+            docs.push(std::mem::take(&mut cur));
+            continue;
+        }
+        if bare == "..." {
+            continue;
+        }
+        cur.push_str(line);
+    }
+    docs.push(cur);
+    docs.retain(|d| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
 }
 
 fn status_of(e: &RuleError) -> RuleStatus {

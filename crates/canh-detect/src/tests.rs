@@ -547,3 +547,91 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
         }
     }
 }
+
+#[test]
+fn documents_split_at_separator_lines_only() {
+    let text = "---\ntitle: a\ndescription: x --- y\n---\n# comment only\n---\ntitle: b\n...\n";
+    let docs = crate::split_documents(text);
+    assert_eq!(docs, vec!["title: a\ndescription: x --- y\n", "title: b\n"]);
+}
+
+#[test]
+fn engines_built_with_new_rules_share_indicator_sets() {
+    let first = engine(&rule(
+        "  sel:\n    Image|endswith: '\\\\a.exe'\n  condition: sel",
+    ));
+    let second = first.with_rules(
+        RuleSet::from_yaml_str(
+            &rule("  sel:\n    Image|endswith: '\\\\b.exe'\n  condition: sel"),
+            &LoadOptions::default(),
+        )
+        .0,
+    );
+    assert!(hits(&second, json!({"Image": "C:\\b.exe"})));
+    assert!(!hits(&second, json!({"Image": "C:\\a.exe"})));
+    let mut set = crate::IndicatorSet::new("feed");
+    set.insert(&crate::Indicator {
+        value: "198.51.100.7".into(),
+        kind: None,
+        expires: None,
+    })
+    .expect("valid indicator");
+    first.set_indicators(set);
+    assert_eq!(second.indicator_sets().len(), 1);
+    assert!(second.remove_indicators("feed"));
+    assert!(first.indicator_sets().is_empty());
+}
+
+#[test]
+fn correlation_windows_survive_a_rule_set_change() {
+    let base = "title: failed logon\nid: base-1\nname: failed\nlogsource:\n  product: windows\n  \
+                service: security\ndetection:\n  sel:\n    EventID: 4625\n  condition: sel\n";
+    let corr = "title: burst\nid: corr-1\ncorrelation:\n  type: event_count\n  rules:\n    - failed\n  \
+                group-by:\n    - TargetUserName\n  timespan: 5m\n  condition:\n    gte: 2\n";
+    let other = "title: other\nid: other-1\nlogsource:\n  product: windows\n  service: system\n\
+                 detection:\n  sel:\n    EventID: 7045\n  condition: sel\n";
+    let opts = LoadOptions::default();
+    let (old, _) = RuleSet::from_texts(vec![(None, base.into()), (None, corr.into())], &opts);
+    let old = Engine::new(old);
+    let mut ev = Event::new(chrono::Utc::now());
+    ev.set("winlog.channel", "Security");
+    ev.set("winlog.event_id", 4625);
+    ev.set("winlog.event_data.TargetUserName", "bob");
+    let mut c = crate::Correlator::new();
+    for m in old.matches(&ev) {
+        assert!(c.process(old.ruleset(), &m, &ev).is_empty());
+    }
+    // A rule is added before the base rule: indexes move, the window must follow.
+    let (new, _) = RuleSet::from_texts(
+        vec![
+            (None, other.into()),
+            (None, base.into()),
+            (None, corr.into()),
+        ],
+        &opts,
+    );
+    let new = old.with_rules(new);
+    c.carry_over(old.ruleset(), new.ruleset());
+    let fired: Vec<_> = new
+        .matches(&ev)
+        .iter()
+        .flat_map(|m| c.process(new.ruleset(), m, &ev))
+        .collect();
+    assert_eq!(fired.len(), 1, "second failed logon completes the burst");
+}
+
+proptest::proptest! {
+    /// Rule texts come from the API: splitting and describing any text never panics, and the
+    /// split keeps every line that is not a separator.
+    #[test]
+    fn splitting_and_describing_any_text_never_panics(
+        text in "(---\n|\\.\\.\\.\n|title: [a-z]{0,4}\n|id: [0-9a-f-]{0,8}\n|[ -~]{0,12}\n|# c\n){0,12}"
+    ) {
+        let docs = crate::split_documents(&text);
+        for d in &docs {
+            let _ = crate::describe(d);
+            proptest::prop_assert!(!d.lines().any(|l| l.trim_end() == "---"));
+        }
+        let _ = crate::describe(&text);
+    }
+}

@@ -11,8 +11,7 @@ use crate::pipeline::EventObserver;
 use crate::soar::SoarState;
 use canh_core::{Event, Severity, fields};
 use canh_detect::{
-    CorrelationAlert, Correlator, Engine, Indicator, IndicatorMatch, IndicatorSet, LoadOptions,
-    Match, RuleSet,
+    CorrelationAlert, Correlator, Engine, Indicator, IndicatorMatch, IndicatorSet, Match,
 };
 use canh_store::Store;
 use chrono::{DateTime, Duration, Utc};
@@ -23,20 +22,24 @@ use tracing::{info, warn};
 
 /// The live detector.
 pub struct Detector {
-    engine: Engine,
-    correlator: Mutex<Correlator>,
+    /// The rule catalogue (state, versions) and the live set it swaps.
+    catalogue: Arc<crate::rules::RuleCatalogue>,
+    live: Arc<crate::rules::LiveRules>,
+    /// Correlation state and the rule set it was built against.
+    correlator: Mutex<(Correlator, Arc<crate::rules::LiveSet>)>,
     state_path: PathBuf,
     store: Arc<Store>,
     soar: Option<SoarState>,
     suppress: Duration,
-    last_alert: Mutex<HashMap<(usize, String), DateTime<Utc>>>,
+    last_alert: Mutex<HashMap<(String, String), DateTime<Utc>>>,
     metrics: Arc<crate::metrics::Metrics>,
     /// A loss of correlation state found at start, raised with the first batch.
     pending_loss: Mutex<Option<String>>,
 }
 
 impl Detector {
-    /// Loads the rules under `rules_dir` and the saved correlation state.
+    /// Loads the rule catalogue (the rules under `rules_dir` with their saved state, see
+    /// [`crate::rules`]) and the saved correlation state.
     pub fn load(
         rules_dir: &Path,
         data_dir: &Path,
@@ -45,9 +48,6 @@ impl Detector {
         suppress_secs: u64,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Detector {
-        let (set, reports) = RuleSet::load_dir(rules_dir, &LoadOptions::default());
-        let loaded = reports.iter().filter(|r| r.status.is_loaded()).count();
-        info!(rules = loaded, refused = reports.len() - loaded, dir = %rules_dir.display(), "detection rules loaded");
         metrics.describe(
             "canh_detect_alerts_total",
             "counter",
@@ -58,12 +58,18 @@ impl Detector {
             "counter",
             "matches suppressed as repeats",
         );
-        metrics.set("canh_detect_rules_loaded", &[], loaded as f64);
+        let catalogue = Arc::new(crate::rules::RuleCatalogue::open(
+            Some(rules_dir),
+            data_dir,
+            Some(Arc::clone(&metrics)),
+        ));
+        let live = catalogue.live();
         let state_path = data_dir.join("state").join("correlation.json");
         let (correlator, lost) = load_state(&state_path);
         let det = Detector {
-            engine: Engine::new(set),
-            correlator: Mutex::new(correlator),
+            correlator: Mutex::new((correlator, live.current())),
+            catalogue,
+            live,
             state_path,
             store,
             soar,
@@ -78,9 +84,14 @@ impl Detector {
         det
     }
 
-    /// The engine (shared: indicator sets set on a clone apply here too).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine in use (indicator sets set on it apply to every later engine too).
+    pub fn engine(&self) -> Engine {
+        self.live.current().engine.clone()
+    }
+
+    /// The rule catalogue, for the `/api/v1/rules` routes.
+    pub fn catalogue(&self) -> Arc<crate::rules::RuleCatalogue> {
+        Arc::clone(&self.catalogue)
     }
 
     /// Loads the indicator sets saved through the API (`<data-dir>/state/indicators/*.csv`)
@@ -106,7 +117,7 @@ impl Detector {
                 match IndicatorSet::load_file(&f) {
                     Ok((set, load)) => {
                         info!(set = set.name(), loaded = load.loaded, refused = load.refused.len(), file = %f.display(), "indicator set loaded");
-                        self.engine.set_indicators(set);
+                        self.live.current().engine.set_indicators(set);
                     }
                     Err(e) => warn!(error = %e, "indicator file skipped"),
                 }
@@ -122,19 +133,40 @@ impl Detector {
             alerts.push(state_loss_alert(&reason));
         }
         let mut correlation_changed = false;
+        // One rule set for the whole batch; a change made meanwhile applies from the next.
+        let live = self.live.current();
+        let engine = &live.engine;
+        if let Ok(mut c) = self.correlator.lock()
+            && !Arc::ptr_eq(&c.1, &live)
+        {
+            let (state, built_for) = &mut *c;
+            state.carry_over(built_for.engine.ruleset(), engine.ruleset());
+            *built_for = Arc::clone(&live);
+        }
         for ev in &events {
             let mut matches = Vec::new();
             let mut iocs = Vec::new();
-            self.engine
-                .evaluate(ev, |m| matches.push(m), |i| iocs.push(i));
+            engine.evaluate(ev, |m| matches.push(m), |i| iocs.push(i));
             for i in &iocs {
                 alerts.push(indicator_alert(i, ev));
             }
+            let agency = ev.get_str(fields::ORGANIZATION_ID);
             for m in matches {
-                if !self.engine.ruleset().correlations().is_empty() {
-                    if let Ok(mut c) = self.correlator.lock() {
-                        for ca in c.process(self.engine.ruleset(), &m, ev) {
-                            alerts.push(correlation_alert(&ca));
+                // A rule scoped to other agencies neither alerts nor feeds correlations here.
+                if !live.allows(&crate::rules::match_key(&m), agency) {
+                    continue;
+                }
+                if !engine.ruleset().correlations().is_empty() {
+                    // A batch still on the previous rule set (evaluated while the set was
+                    // swapped) does not feed windows now laid out for the new one.
+                    if let Ok(mut c) = self.correlator.lock()
+                        && Arc::ptr_eq(&c.1, &live)
+                    {
+                        for ca in c.0.process(engine.ruleset(), &m, ev) {
+                            let key = crate::rules::key_of(ca.rule_id.as_deref(), &ca.title);
+                            if live.allows(&key, agency) {
+                                alerts.push(correlation_alert(&ca));
+                            }
                         }
                     }
                     correlation_changed = true;
@@ -156,18 +188,24 @@ impl Detector {
                 .add("canh_detect_alerts_total", &[("severity", &sev)], 1);
         }
         if let Some(soar) = &self.soar {
+            let mut agencies: HashMap<String, Option<i64>> = HashMap::new();
+            let mut batch = Vec::with_capacity(alerts.len());
             for a in &alerts {
                 let mut alert = to_new_alert(a);
                 // The event's agency code names the agency in the triage queue, so that the
                 // agency's own viewers see it.
-                if let Some(code) = a.get_str(fields::ORGANIZATION_ID)
-                    && let Ok(agency) = soar.soar.agency_by_code(code).await
-                {
-                    alert.agency_id = Some(agency.id);
+                if let Some(code) = a.get_str(fields::ORGANIZATION_ID) {
+                    if !agencies.contains_key(code) {
+                        let id = soar.soar.agency_by_code(code).await.ok().map(|ag| ag.id);
+                        agencies.insert(code.to_owned(), id);
+                    }
+                    alert.agency_id = agencies.get(code).copied().flatten();
                 }
-                if let Err(e) = soar.record_alert(alert).await {
-                    warn!(error = %e, "alert not recorded in the triage queue");
-                }
+                batch.push(alert);
+            }
+            // One transaction for the batch's alerts (same folding and grouping as one by one).
+            if let Err(e) = soar.record_alerts(batch).await {
+                warn!(error = %e, "alerts not recorded in the triage queue");
             }
         }
         if let Err(e) = self.store.append(alerts).await {
@@ -183,7 +221,8 @@ impl Detector {
         let Ok(mut last) = self.last_alert.lock() else {
             return false;
         };
-        let repeat = is_repeat(&mut last, (m.rule_index, host), ev.timestamp, self.suppress);
+        let key = (crate::rules::match_key(m), host);
+        let repeat = is_repeat(&mut last, key, ev.timestamp, self.suppress);
         if repeat {
             self.metrics.add("canh_detect_suppressed_total", &[], 1);
         }
@@ -194,7 +233,7 @@ impl Detector {
         let Ok(c) = self.correlator.lock() else {
             return;
         };
-        let text = match serde_json::to_vec(&*c) {
+        let text = match serde_json::to_vec(&c.0) {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "correlation state not serialisable");
@@ -532,9 +571,9 @@ async fn delete_set(
 /// Whether a match of `key` at `now` repeats an alert raised within `window` of it; if not,
 /// `now` becomes the key's last alert. Events of one host can reach the detector out of order
 /// (one connection each, batches evaluated side by side), so the window counts on both sides.
-fn is_repeat(
-    last: &mut HashMap<(usize, String), DateTime<Utc>>,
-    key: (usize, String),
+fn is_repeat<K: Eq + std::hash::Hash>(
+    last: &mut HashMap<K, DateTime<Utc>>,
+    key: K,
     now: DateTime<Utc>,
     window: Duration,
 ) -> bool {

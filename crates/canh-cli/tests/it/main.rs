@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
+mod agency;
 mod hunt;
+mod hunt_store;
 mod sensor;
 mod server;
