@@ -67,7 +67,11 @@ export CANH_LOG="${CANH_LOG:-warn}"
 pw_admin="admin-e2e-$(date +%s)-pw"
 pw_analyst="analyst-e2e-$(date +%s)-pw"
 pw_viewer="viewer-e2e-$(date +%s)-pw"
+pw_admin2="admin2-e2e-$(date +%s)-pw"
 printf '%s' "$pw_admin" | "$canh" user add quantri --role administrator --password-stdin
+# A second administrator for the language-switch test: the language chosen is stored on the
+# account, and the other tests' administrator keeps none (its browser cookie decides).
+printf '%s' "$pw_admin2" | "$canh" user add quantri-2 --role administrator --password-stdin
 printf '%s' "$pw_analyst" | "$canh" user add truc-ban --role analyst --password-stdin
 
 "$canh" server --http "127.0.0.1:$http_port" --syslog "127.0.0.1:$syslog_port" \
@@ -96,6 +100,7 @@ printf '%s' "$pw_viewer" | "$canh" user add xem-so-b --role agency_viewer --agen
 
 export CANH_URL="$base" CANH_SYSLOG_PORT="$syslog_port" CHROMIUM_PATH="$chromium"
 export E2E_ADMIN="quantri" E2E_ADMIN_PW="$pw_admin"
+export E2E_ADMIN2="quantri-2" E2E_ADMIN2_PW="$pw_admin2"
 export E2E_ANALYST="truc-ban" E2E_ANALYST_PW="$pw_analyst"
 export E2E_VIEWER="xem-so-b" E2E_VIEWER_PW="$pw_viewer"
 export E2E_AGENCY_A="$agency_a" E2E_AGENCY_B="$agency_b"

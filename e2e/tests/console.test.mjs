@@ -225,7 +225,7 @@ test("a search shows a histogram, top values and exports CSV", async () => {
 
 test("the language switch turns the console into English and back", async () => {
   const page = await newPage();
-  await login(page, env("E2E_ADMIN"), env("E2E_ADMIN_PW"));
+  await login(page, env("E2E_ADMIN2"), env("E2E_ADMIN2_PW"));
   assert.equal(await page.getAttribute("html", "lang"), "vi");
   await Promise.all([page.waitForURL(/\/console\/wall$/), page.click("#lang-switch")]);
   assert.equal(await page.getAttribute("html", "lang"), "en");
@@ -265,6 +265,123 @@ test("an agency viewer cannot see another agency's data", async () => {
   assert.equal(sql.status(), 403);
   const admin = await page.goto(`${BASE}/console/admin`);
   assert.equal(admin.status(), 403);
+  await page.context().close();
+});
+
+async function logout(page) {
+  await Promise.all([page.waitForURL(/\/console\/login$/), page.click("form[action='/console/logout'] button")]);
+}
+
+test("the language is kept on the account across logout and login", async () => {
+  const page = await newPage();
+  await login(page, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  assert.equal(await page.getAttribute("html", "lang"), "vi");
+  await Promise.all([page.waitForURL(/\/console\/wall$/), page.click("#lang-switch")]);
+  assert.equal(await page.getAttribute("html", "lang"), "en");
+  await logout(page);
+  await page.context().close();
+  // Another browser, no cookie: the login page is Vietnamese, the console after login English.
+  const other = await newPage();
+  await other.goto(`${BASE}/console/login`);
+  assert.equal(await other.getAttribute("html", "lang"), "vi");
+  await login(other, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  assert.equal(await other.getAttribute("html", "lang"), "en");
+  assert.equal(await other.textContent("nav a[aria-current=page]"), "Watch wall");
+  await logout(other);
+  // The login page of that browser now speaks the account's language too.
+  assert.equal(await other.getAttribute("html", "lang"), "en");
+  // Back to Vietnamese for the tests that follow.
+  await login(other, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  await Promise.all([other.waitForURL(/\/console\/wall$/), other.click("#lang-switch")]);
+  assert.equal(await other.getAttribute("html", "lang"), "vi");
+  await other.context().close();
+});
+
+test("an administrator adds a user and a public IP range", async () => {
+  const page = await newPage();
+  await login(page, env("E2E_ADMIN"), env("E2E_ADMIN_PW"));
+  await page.goto(`${BASE}/console/admin`);
+  const name = `ca-dem-${Date.now() % 100000}`;
+  const password = `mat-khau-${Date.now()}`;
+  await page.fill("#new-user-name", name);
+  await page.fill("#new-user-password", password);
+  await page.selectOption("#new-user-role", "analyst");
+  await submit(page, "#new-user-submit");
+  assert.equal(await page.textContent("#admin-ok"), "✔ Đã thêm người dùng");
+  assert.equal(await page.getAttribute(`#user-${name}`, "data-role"), "analyst");
+  await page.screenshot({ path: join(SHOTS, "admin.png"), fullPage: true });
+  await page.goto(`${BASE}/console/admin/agencies/${env("E2E_AGENCY_A")}`);
+  assert.match(await page.textContent("h1"), /Sở Alpha/);
+  await page.fill("#range-cidr", "113.160.12.0/24");
+  await submit(page, "#range-submit");
+  assert.equal(await page.textContent("#admin-ok"), "✔ Đã thêm dải IP");
+  assert.match(await page.textContent("#ranges"), /113\.160\.12\.0\/24\s*Dải công khai/);
+  // A private range cannot be declared public: refused with the reason.
+  await page.fill("#range-cidr", "10.1.0.0/16");
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/ranges") && r.request().method() === "POST"),
+    page.click("#range-submit"),
+  ]);
+  assert.equal(resp.status(), 422);
+  await page.goto(`${BASE}/console/admin/agencies/${env("E2E_AGENCY_A")}`);
+  assert.doesNotMatch(await page.textContent("#ranges"), /10\.1\.0\.0/);
+  await page.screenshot({ path: join(SHOTS, "admin-agency.png"), fullPage: true });
+  await logout(page);
+  await page.context().close();
+  // The new account works.
+  const fresh = await newPage();
+  await login(fresh, name, password);
+  assert.match(await fresh.textContent(".who"), new RegExp(name));
+  await fresh.context().close();
+});
+
+test("a long search shows its progress and is cancelled on the server too", async () => {
+  const page = await newPage();
+  await login(page, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  await page.goto(`${BASE}/console/search?mode=sql`);
+  await page.fill("#sql", "SELECT count(*) FROM range(1000000000000)");
+  await page.click("#search-form button[type=submit]");
+  await page.waitForSelector("body[data-search=running]");
+  assert.equal(await page.isVisible("#progress"), true);
+  assert.equal(await page.textContent("#progress-text"), "Đang tìm…");
+  const qid = await page.getAttribute("body", "data-qid");
+  const running = async () => (await (await page.request.get(`${BASE}/console/search/running`)).text()).split("\n");
+  for (let i = 0; i < 100 && !(await running()).includes(qid); i++) await page.waitForTimeout(100);
+  assert.ok((await running()).includes(qid), "the query runs on the server");
+  await page.screenshot({ path: join(SHOTS, "search-running.png") });
+  await page.click("#search-cancel");
+  await page.waitForSelector("body[data-search=cancelled]");
+  assert.equal(await page.textContent("#progress-text"), "Đã huỷ tìm kiếm");
+  // The server stopped the query.
+  for (let i = 0; i < 100 && (await running()).includes(qid); i++) await page.waitForTimeout(100);
+  assert.ok(!(await running()).includes(qid), "the query stopped on the server");
+  // The page still works: a quick query answers.
+  await page.fill("#sql", "SELECT 41 + 1 AS x");
+  await page.click("#search-form button[type=submit]");
+  await page.waitForSelector("body[data-search=done]");
+  assert.equal(await page.textContent("#sql-results tbody td"), "42");
+  await page.context().close();
+});
+
+test("a saved search is kept on the account and runs again", async () => {
+  const page = await newPage();
+  await login(page, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  const q = state.nonce || "Failed";
+  await page.goto(`${BASE}/console/search?q=${encodeURIComponent(q)}&from=now-1h`);
+  await page.evaluate(() => { document.getElementById("saved-searches").open = true; });
+  await page.fill("#save-name", "Dò mật khẩu SSH (e2e)");
+  await submit(page, "#save-submit");
+  assert.equal(await page.textContent("#saved-ok"), "✔ Đã lưu truy vấn");
+  assert.equal(await page.inputValue("#q"), q);
+  await logout(page);
+  await login(page, env("E2E_ANALYST"), env("E2E_ANALYST_PW"));
+  await page.goto(`${BASE}/console/search`);
+  const link = page.locator("#saved-list a.saved-link", { hasText: "Dò mật khẩu SSH (e2e)" });
+  assert.equal(await link.count(), 1);
+  await page.screenshot({ path: join(SHOTS, "search-saved.png") });
+  await submit(page, "#saved-list a.saved-link >> nth=0");
+  assert.equal(await page.inputValue("#q"), q);
+  assert.ok(Number(await page.textContent("#total")) >= 1, "the saved search finds the event");
   await page.context().close();
 });
 

@@ -22,6 +22,8 @@ pub struct AppState {
     /// Bearer token of the local command line, written to `<data-dir>/server.token` (mode
     /// 0600): whoever can read the data directory can already read every event.
     pub local_token: String,
+    /// The rule catalogue of live detection (`None` when detection is off).
+    pub rules: Option<Arc<crate::rules::RuleCatalogue>>,
 }
 
 impl axum::extract::FromRef<Arc<AppState>> for crate::soar::SoarState {
@@ -37,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
+        .merge(crate::rules::routes())
         .merge(crate::ingest_http::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod otlp;
 pub mod pipeline;
+pub mod rules;
 pub mod soar;
 pub mod sources;
 pub mod tail;

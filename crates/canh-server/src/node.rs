@@ -63,7 +63,9 @@ impl Node {
         let soar = crate::soar::SoarState::open(data_dir, &cfg.soar)
             .await
             .context("opening the incident database")?;
+        soar.set_event_store(Arc::clone(pipeline.store()));
         let mut live_engine = None;
+        let mut rule_catalogue = None;
         if let Some(rules) = &cfg.detect.rules_dir {
             let detector = crate::detect::Detector::load(
                 rules,
@@ -74,7 +76,8 @@ impl Node {
                 Arc::clone(&metrics),
             );
             detector.load_indicator_files(data_dir, cfg.detect.indicators_dir.as_deref());
-            live_engine = Some(detector.engine().clone());
+            live_engine = Some(detector.engine());
+            rule_catalogue = Some(detector.catalogue());
             pipeline.add_observer(Arc::new(detector));
         }
         let agents = if cfg.agents.enabled {
@@ -207,6 +210,7 @@ impl Node {
             pipeline,
             soar: soar.clone(),
             local_token,
+            rules: rule_catalogue,
         });
         let mut app = router(Arc::clone(&state))
             .merge(crate::soar::router(soar.clone()))

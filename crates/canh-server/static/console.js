@@ -227,48 +227,98 @@
     });
   }
 
-  // ---- search: progress, cancel, columns, saved queries ----
+  // ---- search: progress, cancel, columns ----
+  // The search runs as a fetch with a query id; Cancel aborts the fetch (the server drops the
+  // work with the connection) and also tells the server by id. Saved searches are server-side.
+  var searching = null;
+  function queryId() {
+    var b = new Uint8Array(12);
+    (window.crypto || window.msCrypto).getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return ("0" + x.toString(16)).slice(-2); }).join("");
+  }
+  function runSearch(form, extra) {
+    if (searching) return;
+    var progress = document.getElementById("progress");
+    var text = document.getElementById("progress-text");
+    var elapsed = document.getElementById("elapsed");
+    var params = new URLSearchParams(new FormData(form));
+    if (extra) Object.keys(extra).forEach(function (k) { params.set(k, extra[k]); });
+    var shown = form.getAttribute("action") + "?" + params.toString();
+    var qid = queryId();
+    params.set("qid", qid);
+    var ctl = new AbortController();
+    var started = Date.now();
+    var timer = setInterval(function () {
+      elapsed.textContent = Math.floor((Date.now() - started) / 1000) + " s";
+    }, 500);
+    searching = { ctl: ctl, qid: qid, timer: timer };
+    text.textContent = text.dataset.running;
+    elapsed.textContent = "";
+    document.getElementById("search-cancel").hidden = false;
+    progress.hidden = false;
+    body.dataset.search = "running";
+    body.dataset.qid = qid;
+    fetch(form.getAttribute("action") + "?" + params.toString(),
+          { signal: ctl.signal, credentials: "same-origin" })
+      .then(function (r) { return r.text().then(function (t) { return { status: r.status, text: t }; }); })
+      .then(function (r) {
+        clearInterval(timer);
+        searching = null;
+        var doc = new DOMParser().parseFromString(r.text, "text/html");
+        var main = doc.getElementById("main");
+        if (!main) { location.assign(shown); return; }
+        document.getElementById("main").replaceWith(main);
+        document.title = doc.title;
+        history.pushState({ search: true }, "", shown);
+        body.dataset.search = r.status === 499 ? "cancelled" : "done";
+        startSearch();
+      })
+      .catch(function () {
+        clearInterval(timer);
+        searching = null;
+        text.textContent = text.dataset.cancelled;
+        var cancel = document.getElementById("search-cancel");
+        if (cancel) cancel.hidden = true;
+        body.dataset.search = "cancelled";
+      });
+  }
+  function cancelSearch() {
+    if (!searching) return;
+    var s = searching;
+    searching = null;
+    clearInterval(s.timer);
+    // Tell the server first, then drop the connection.
+    fetch("/console/search/cancel", { method: "POST", credentials: "same-origin",
+      body: new URLSearchParams({ qid: s.qid }),
+      headers: { "Content-Type": "application/x-www-form-urlencoded" } })
+      .catch(function () { /* the aborted connection stops the work anyway */ });
+    s.ctl.abort();
+  }
   function startSearch() {
     var form = document.getElementById("search-form");
     if (!form) return;
-    var progress = document.getElementById("progress");
-    form.addEventListener("submit", function () { progress.hidden = false; });
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); runSearch(form); });
     var cancel = document.getElementById("search-cancel");
-    cancel.addEventListener("click", function () { window.stop(); progress.hidden = true; });
+    cancel.hidden = false;
+    cancel.addEventListener("click", cancelSearch);
     var chooser = document.getElementById("col-chooser");
     if (chooser) chooser.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var cols = Array.prototype.slice.call(chooser.querySelectorAll("input:checked")).map(function (c) { return c.value; });
       document.getElementById("cols").value = cols.join(",");
-      form.requestSubmit();
-    });
-    var saved = document.getElementById("saved-searches");
-    function list() { try { return JSON.parse(localStorage.getItem("canh.saved") || "[]"); } catch (e) { return []; } }
-    function show() {
-      var items = list();
-      saved.textContent = "";
-      if (!items.length) return;
-      var h = document.createElement("strong"); h.textContent = saved.dataset.label + ": "; saved.appendChild(h);
-      items.forEach(function (s) {
-        var a = document.createElement("a"); a.href = s.href; a.textContent = s.name; saved.appendChild(a);
-      });
-    }
-    var save = document.getElementById("save-search");
-    if (save) save.addEventListener("click", function () {
-      var q = document.getElementById("q").value || "*";
-      var items = list().filter(function (s) { return s.href !== location.pathname + location.search; });
-      items.unshift({ name: q.slice(0, 40), href: location.pathname + location.search });
-      localStorage.setItem("canh.saved", JSON.stringify(items.slice(0, 10)));
-      show();
-    });
-    show();
-    document.addEventListener("keydown", function (ev) {
-      var tag = (ev.target.tagName || "").toLowerCase();
-      if (ev.key === "/" && tag !== "input" && tag !== "textarea") {
-        var q = document.getElementById("q"); if (q) { ev.preventDefault(); q.focus(); }
-      }
+      runSearch(form);
     });
   }
+  window.addEventListener("popstate", function () {
+    if (document.getElementById("search-form")) location.reload();
+  });
+  document.addEventListener("keydown", function (ev) {
+    var tag = (ev.target.tagName || "").toLowerCase();
+    if (ev.key === "/" && tag !== "input" && tag !== "textarea") {
+      var q = document.getElementById("q"); if (q) { ev.preventDefault(); q.focus(); }
+    }
+    if (ev.key === "Escape" && searching) { ev.preventDefault(); cancelSearch(); }
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     startWall(); startTriage(); startEvidence(); startSearch();

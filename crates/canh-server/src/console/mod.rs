@@ -10,6 +10,7 @@
 mod admin;
 mod i18n;
 mod incidents;
+mod rules;
 mod search;
 mod triage;
 mod wall;
@@ -27,6 +28,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use canh_soar::SoarError;
+use canh_soar::user::TOTP_REQUIRED;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -42,6 +44,8 @@ pub struct ConsoleState {
     pub soar: SoarState,
     /// Ingest-rate samples, filled by a background task.
     pub rates: Arc<wall::RateSampler>,
+    /// Searches whose store work is running (for Cancel).
+    pub searches: Arc<search::Running>,
 }
 
 impl FromRef<ConsoleState> for SoarState {
@@ -53,7 +57,12 @@ impl FromRef<ConsoleState> for SoarState {
 /// The console routes; mount with `.merge(console::router(app, soar))`.
 pub fn router(app: Arc<AppState>, soar: SoarState) -> Router {
     let rates = wall::RateSampler::start(&app);
-    let state = ConsoleState { app, soar, rates };
+    let state = ConsoleState {
+        app,
+        soar,
+        rates,
+        searches: Arc::default(),
+    };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/wall") }))
         .route("/console/static/{*file}", get(asset))
@@ -65,6 +74,7 @@ pub fn router(app: Arc<AppState>, soar: SoarState) -> Router {
         .merge(incidents::routes())
         .merge(search::routes())
         .merge(admin::routes())
+        .merge(rules::routes())
         .with_state(state)
 }
 
@@ -91,9 +101,30 @@ impl Viewer {
     }
 }
 
-/// The language of a request: the `canh_lang` cookie, else Vietnamese.
+/// The language of a request without a session (the login page): the `canh_lang` cookie,
+/// else Vietnamese.
 pub fn lang_of(headers: &HeaderMap) -> Lang {
     cookie(headers, LANG_COOKIE).map_or(Lang::Vi, |v| Lang::parse(&v))
+}
+
+/// The language of a logged-in user: the one stored on the account, else the cookie, else
+/// Vietnamese.
+async fn user_lang(st: &ConsoleState, user_id: i64, headers: &HeaderMap) -> Lang {
+    match st.soar.soar.user_language(user_id).await {
+        Ok(Some(l)) => Lang::parse(&l),
+        Ok(None) => lang_of(headers),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored language not read");
+            lang_of(headers)
+        }
+    }
+}
+
+fn lang_cookie(lang: Lang) -> String {
+    format!(
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+        lang.code()
+    )
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -114,11 +145,13 @@ impl FromRequestParts<ConsoleState> for Viewer {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
-        let tr = Tr {
-            lang: lang_of(&parts.headers),
-        };
         match AuthUser::from_request_parts(parts, state).await {
-            Ok(auth) => Ok(Viewer { auth, tr }),
+            Ok(auth) => {
+                let tr = Tr {
+                    lang: user_lang(state, auth.user.id, &parts.headers).await,
+                };
+                Ok(Viewer { auth, tr })
+            }
             Err(_) => {
                 let hx = parts.headers.contains_key("hx-request");
                 if hx {
@@ -320,8 +353,11 @@ async fn asset(Path(file): Path<String>) -> Response {
 #[template(path = "login.html")]
 struct LoginPage {
     tr: Tr,
-    error: bool,
+    /// Message id of the error shown, empty for none.
+    error: &'static str,
     name: String,
+    /// Whether the code field is the one to fill in (the account has TOTP on).
+    totp_needed: bool,
 }
 
 impl LoginPage {
@@ -344,8 +380,9 @@ async fn login_page(headers: HeaderMap) -> Response {
         tr: Tr {
             lang: lang_of(&headers),
         },
-        error: false,
+        error: "",
         name: String::new(),
+        totp_needed: false,
     })
 }
 
@@ -353,6 +390,9 @@ async fn login_page(headers: HeaderMap) -> Response {
 struct LoginForm {
     name: String,
     password: String,
+    /// The TOTP code, for accounts with the second factor on.
+    #[serde(default)]
+    totp: String,
 }
 
 async fn login(
@@ -367,8 +407,14 @@ async fn login(
     let source = ext
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-    match st.soar.soar.login(&f.name, &f.password, &source).await {
-        Ok((_user, issued)) => {
+    let code = Some(f.totp.trim()).filter(|c| !c.is_empty());
+    match st
+        .soar
+        .soar
+        .login_with_totp(&f.name, &f.password, code, &source)
+        .await
+    {
+        Ok((user, issued)) => {
             let max_age = (issued.expires_at - st.soar.soar.now())
                 .num_seconds()
                 .max(0);
@@ -377,23 +423,40 @@ async fn login(
                 max_age,
                 st.soar.config.secure_cookie,
             );
-            (
+            let mut resp = (
                 StatusCode::SEE_OTHER,
                 [
                     (header::SET_COOKIE, cookie),
                     (header::LOCATION, "/console/wall".to_owned()),
                 ],
             )
-                .into_response()
+                .into_response();
+            // The account's language also becomes the browser's, so that the login page
+            // after a logout speaks it too.
+            if let Ok(Some(l)) = st.soar.soar.user_language(user.id).await
+                && let Ok(v) = lang_cookie(Lang::parse(&l)).parse()
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
         }
         Err(e) => {
+            let totp_needed = matches!(&e, SoarError::Denied(m) if m == TOTP_REQUIRED);
             if !matches!(e, SoarError::Denied(_)) {
                 tracing::warn!(error = %e, "console login failed");
             }
+            let error = if totp_needed {
+                "console-login-totp-required"
+            } else if code.is_some() {
+                "console-login-error-totp"
+            } else {
+                "console-login-error"
+            };
             let page = LoginPage {
                 tr,
-                error: true,
+                error,
                 name: f.name,
+                totp_needed,
             };
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
         }
@@ -424,22 +487,35 @@ struct LangQuery {
     back: String,
 }
 
-/// Sets the language cookie (one year) and goes back to a console page.
-async fn set_lang(Query(q): Query<LangQuery>) -> Response {
+/// Sets the language cookie (one year), stores the choice on the account of a logged-in user,
+/// and goes back to a console page.
+async fn set_lang(
+    State(st): State<ConsoleState>,
+    user: Result<AuthUser, crate::soar::api::ApiError>,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let lang = Lang::parse(&q.to);
+    if let Ok(u) = user
+        && let Err(e) = st
+            .soar
+            .soar
+            .set_user_language(&u.actor(), u.user.id, lang.code())
+            .await
+    {
+        tracing::warn!(error = %e, "language not stored on the account");
+    }
     // Only local console paths, so that the switch cannot be used as an open redirect.
     let back = if q.back.starts_with("/console/") && !q.back.starts_with("//") {
         q.back
     } else {
         "/console/wall".to_owned()
     };
-    let cookie = format!(
-        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
-        lang.code()
-    );
     (
         StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, cookie), (header::LOCATION, back)],
+        [
+            (header::SET_COOKIE, lang_cookie(lang)),
+            (header::LOCATION, back),
+        ],
     )
         .into_response()
 }
@@ -471,6 +547,74 @@ mod tests {
     fn url_encoding_escapes_everything_but_unreserved() {
         assert_eq!(url_encode("host.name:\"a b\""), "host.name%3A%22a%20b%22");
         assert_eq!(url_encode("Tấn"), "T%E1%BA%A5n");
+    }
+
+    /// WCAG 2 relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let h = hex.trim_start_matches('#');
+        let c = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * c(0) + 0.7152 * c(2) + 0.0722 * c(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn dark_theme_text_meets_wcag_aa_contrast() {
+        let css = include_str!("../../static/console.css");
+        let var = |name: &str| -> String {
+            let key = format!("--{name}: ");
+            let at = css.find(&key).unwrap_or_else(|| panic!("no --{name}")) + key.len();
+            css[at..at + 7].to_owned()
+        };
+        assert!((contrast("#000000", "#ffffff") - 21.0).abs() < 1e-9);
+        // Page, panel, form controls / list items, header and code blocks, the current row.
+        let backgrounds = [
+            var("bg"),
+            var("panel"),
+            "#21262d".into(),
+            "#010409".into(),
+            "#1f2937".into(),
+        ];
+        for fg in [
+            "text",
+            "muted",
+            "link",
+            "emergency",
+            "high",
+            "medium",
+            "ok",
+            "low",
+        ] {
+            for bg in &backgrounds {
+                let r = contrast(&var(fg), bg);
+                assert!(r >= 4.5, "--{fg} on {bg}: {r:.2}");
+            }
+        }
+        // Badges: black on the severity colours; white on the active tab and primary buttons.
+        for bg in ["low", "medium", "high", "emergency", "ok", "focus"] {
+            let r = contrast("#000000", &var(bg));
+            assert!(r >= 4.5, "black on --{bg}: {r:.2}");
+        }
+        for bg in ["#1f6feb", "#238636", "#8b949e"] {
+            let fg = if bg == "#8b949e" {
+                "#000000"
+            } else {
+                "#ffffff"
+            };
+            let r = contrast(fg, bg);
+            assert!(r >= 4.5, "{fg} on {bg}: {r:.2}");
+            assert!(css.contains(bg), "{bg} no longer used");
+        }
     }
 
     #[test]

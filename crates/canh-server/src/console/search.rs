@@ -2,20 +2,31 @@
 //! inline SVG, a field sidebar with top values, the results table with a column chooser, and
 //! CSV/JSON export. Users limited to some agencies search only events whose `organization.id`
 //! is one of their agencies' codes, and cannot run SQL (it cannot be scoped).
+//!
+//! Long queries: the store work of a search runs in a task of its own, registered under a query
+//! id. It is aborted when the browser goes away (the handler is dropped with its connection) or
+//! when the user presses Cancel (`POST /console/search/cancel`); an aborted DataFusion query
+//! stops at its next batch, and the remaining steps (histogram, top values) never start.
+//! Saved searches (name, query, time range) are kept per user in the incident-handling store.
 
 use super::i18n::fmt_time_secs;
-use super::{Chrome, ConsoleState, PageResult, Tr, Viewer, chrome, render, url_encode};
+use super::{
+    Chrome, ConsoleState, PageError, PageResult, Tr, Viewer, chrome, render, soar_fail, url_encode,
+};
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use canh_core::Event;
 use canh_core::query::Expr;
+use canh_soar::SavedSearch;
 use canh_store::SearchRequest;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Fields offered in the sidebar and the column chooser.
 const SIDEBAR_FIELDS: [&str; 6] = [
@@ -34,6 +45,149 @@ pub(super) fn routes() -> Router<ConsoleState> {
     Router::new()
         .route("/console/search", get(search))
         .route("/console/search/export", get(export))
+        .route("/console/search/cancel", post(cancel))
+        .route("/console/search/running", get(running))
+        .route("/console/search/saved", post(save))
+        .route("/console/search/saved/{id}/delete", post(delete_saved))
+}
+
+/// Status of a search the user cancelled (as nginx's "client closed request").
+const CANCELLED: u16 = 499;
+
+/// Searches whose store work is running, by query id.
+#[derive(Default)]
+pub struct Running {
+    tasks: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    user: i64,
+    /// Tells this run apart from a later one that reuses the id.
+    token: u64,
+    handle: tokio::task::AbortHandle,
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Aborts the user's search `qid`; false when there is none. The entry goes away when the
+    /// task has really stopped.
+    fn cancel(&self, user: i64, qid: &str) -> bool {
+        match self.lock().get(qid) {
+            Some(e) if e.user == user => {
+                e.handle.abort();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The user's running query ids.
+    fn of(&self, user: i64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.user == user)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Lives inside the task: when the work ends, or is dropped because the task was aborted, the
+/// search is no longer listed as running.
+struct Finished {
+    running: Arc<Running>,
+    qid: String,
+    token: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut map = self.running.lock();
+        if map.get(&self.qid).is_some_and(|e| e.token == self.token) {
+            map.remove(&self.qid);
+        }
+    }
+}
+
+/// Aborts the task when the handler ends, also when it is dropped because the client went away.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A query id from the page (letters, digits, `-`), or a fresh one.
+fn query_id(given: &str) -> String {
+    let ok = !given.is_empty()
+        && given.len() <= 64
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        return given.to_owned();
+    }
+    let mut raw = [0u8; 12];
+    if getrandom::fill(&mut raw).is_err() {
+        // No randomness: a counter still keeps ids apart within this process.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        return format!(
+            "s-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    hex::encode(raw)
+}
+
+/// Runs `work` as a task registered under `qid` for this user; `None` when it was cancelled.
+async fn run_registered<T: Send + 'static>(
+    st: &ConsoleState,
+    user: i64,
+    qid: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    static TOKENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let token = TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let finished = Finished {
+        running: st.searches.clone(),
+        qid: qid.to_owned(),
+        token,
+    };
+    let task = {
+        // Held while spawning, so that a task ending at once finds its entry to remove.
+        let mut map = st.searches.lock();
+        let task = tokio::spawn(async move {
+            let _finished = finished;
+            work.await
+        });
+        let entry = Entry {
+            user,
+            token,
+            handle: task.abort_handle(),
+        };
+        if let Some(old) = map.insert(qid.to_owned(), entry) {
+            // A reused id: the older search is superseded.
+            old.handle.abort();
+        }
+        task
+    };
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => {
+            tracing::error!(error = %e, "search task failed");
+            None
+        }
+    }
 }
 
 /// The viewer's query limited to their agencies; `Ok(None)` when they see no agency.
@@ -98,6 +252,8 @@ struct SearchQuery {
     cols: String,
     /// `csv` or `json` (export only).
     format: String,
+    /// Query id given by the page, for Cancel.
+    qid: String,
 }
 
 impl SearchQuery {
@@ -155,6 +311,33 @@ struct ColChoice {
     checked: bool,
 }
 
+struct SavedRow {
+    id: i64,
+    name: String,
+    href: String,
+    detail: String,
+}
+
+fn saved_href(s: &SavedSearch) -> String {
+    if s.mode == "sql" {
+        format!("/console/search?mode=sql&sql={}", url_encode(&s.query))
+    } else {
+        format!(
+            "/console/search?q={}&from={}&to={}",
+            url_encode(&s.query),
+            url_encode(&s.range_from),
+            url_encode(&s.range_to)
+        )
+    }
+}
+
+/// What the store answered for a filter search.
+struct FilterResults {
+    page: Result<canh_store::Page, canh_store::StoreError>,
+    buckets: Option<Vec<canh_store::Bucket>>,
+    tops: Vec<(&'static str, Vec<(String, u64)>)>,
+}
+
 #[derive(Template)]
 #[template(path = "search.html")]
 struct SearchPage {
@@ -183,6 +366,9 @@ struct SearchPage {
     export_csv: String,
     export_json: String,
     ran: bool,
+    cancelled: bool,
+    saved: Vec<SavedRow>,
+    saved_ok: bool,
 }
 
 fn cell(v: Option<&serde_json::Value>) -> String {
@@ -231,8 +417,28 @@ async fn search(
     State(st): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<SearchQuery>,
+    Query(flags): Query<SavedFlag>,
 ) -> PageResult {
     let tr = v.tr;
+    let saved = st
+        .soar
+        .soar
+        .saved_searches(v.auth.user.id)
+        .await
+        .map_err(soar_fail(&v))?
+        .iter()
+        .map(|s| SavedRow {
+            id: s.id,
+            name: s.name.clone(),
+            href: saved_href(s),
+            detail: if s.mode == "sql" {
+                format!("SQL · {}", s.query)
+            } else {
+                format!("{} · {} → {}", s.query, s.range_from, s.range_to)
+            },
+        })
+        .collect();
+    let qid = query_id(&q.qid);
     let sql_mode = q.mode == "sql";
     let cols = q.columns();
     let base = |from: &str| {
@@ -292,6 +498,9 @@ async fn search(
         export_csv: export("csv"),
         export_json: export("json"),
         ran: false,
+        cancelled: false,
+        saved,
+        saved_ok: flags.saved == "1",
     };
     if sql_mode {
         if !v.unscoped() {
@@ -302,7 +511,19 @@ async fn search(
             return Ok(render(&page));
         }
         page.ran = true;
-        match st.app.pipeline.store().sql(&q.sql).await {
+        let store = st.app.pipeline.store().clone();
+        let sql = q.sql.clone();
+        let Some(res) = run_registered(
+            &st,
+            v.auth.user.id,
+            &qid,
+            async move { store.sql(&sql).await },
+        )
+        .await
+        else {
+            return Ok(cancelled_page(page));
+        };
+        match res {
             Ok(rows) => {
                 page.sql_cols = rows.columns;
                 page.sql_rows = rows
@@ -335,18 +556,52 @@ async fn search(
         }
     };
     page.ran = true;
-    let store = st.app.pipeline.store();
+    let store = st.app.pipeline.store().clone();
     let interval = chrono::Duration::seconds(((to - from).num_seconds() / 60).max(1));
-    let res = store
-        .search(SearchRequest {
-            query: expr.clone(),
-            from,
-            to,
-            limit: PAGE_ROWS,
-            cursor: None,
-        })
-        .await;
-    match res {
+    let work_expr = expr.clone();
+    let work = async move {
+        let expr = work_expr;
+        let page = store
+            .search(SearchRequest {
+                query: expr.clone(),
+                from,
+                to,
+                limit: PAGE_ROWS,
+                cursor: None,
+            })
+            .await;
+        if page.is_err() {
+            return FilterResults {
+                page,
+                buckets: None,
+                tops: Vec::new(),
+            };
+        }
+        let buckets = match store.histogram(&expr, from, to, interval).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "histogram failed");
+                None
+            }
+        };
+        let mut tops = Vec::new();
+        for field in SIDEBAR_FIELDS {
+            match store.count_by(field, &expr, from, to, 5).await {
+                Ok(values) if !values.is_empty() => tops.push((field, values)),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, field, "top values failed"),
+            }
+        }
+        FilterResults {
+            page,
+            buckets,
+            tops,
+        }
+    };
+    let Some(results) = run_registered(&st, v.auth.user.id, &qid, work).await else {
+        return Ok(cancelled_page(page));
+    };
+    match results.page {
         Ok(p) => {
             page.total = p.total;
             page.shown = p.hits.len();
@@ -371,49 +626,155 @@ async fn search(
             return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
         }
     }
-    match store.histogram(&expr, from, to, interval).await {
-        Ok(b) => {
-            let (bars, max) = histogram_bars(&b, tr);
-            page.bars = bars;
-            page.hist_max = max;
-            page.hist_start = super::fmt_time(from);
-            page.hist_end = super::fmt_time(to);
-        }
-        Err(e) => tracing::warn!(error = %e, "histogram failed"),
+    if let Some(b) = results.buckets {
+        let (bars, max) = histogram_bars(&b, tr);
+        page.bars = bars;
+        page.hist_max = max;
+        page.hist_start = super::fmt_time(from);
+        page.hist_end = super::fmt_time(to);
     }
-    for field in SIDEBAR_FIELDS {
-        match store.count_by(field, &expr, from, to, 5).await {
-            Ok(values) if !values.is_empty() => {
-                let values = values
-                    .into_iter()
-                    .map(|(val, n)| {
-                        let quoted = val.replace('\\', "\\\\").replace('"', "\\\"");
-                        let extra = format!("{field}:\"{quoted}\"");
-                        let nq = if q.q.trim().is_empty() {
-                            extra
-                        } else {
-                            format!("({}) AND {extra}", q.q.trim())
-                        };
-                        let href = format!(
-                            "/console/search?q={}&from={}&to={}&cols={}",
-                            url_encode(&nq),
-                            url_encode(q.start_or_default()),
-                            url_encode(&q.to),
-                            url_encode(&q.cols)
-                        );
-                        (val, n, href)
-                    })
-                    .collect();
-                page.fields.push(FieldTop {
-                    field: field.to_owned(),
-                    values,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, field, "top values failed"),
-        }
+    for (field, values) in results.tops {
+        let values = values
+            .into_iter()
+            .map(|(val, n)| {
+                let quoted = val.replace('\\', "\\\\").replace('"', "\\\"");
+                let extra = format!("{field}:\"{quoted}\"");
+                let nq = if q.q.trim().is_empty() {
+                    extra
+                } else {
+                    format!("({}) AND {extra}", q.q.trim())
+                };
+                let href = format!(
+                    "/console/search?q={}&from={}&to={}&cols={}",
+                    url_encode(&nq),
+                    url_encode(q.start_or_default()),
+                    url_encode(&q.to),
+                    url_encode(&q.cols)
+                );
+                (val, n, href)
+            })
+            .collect();
+        page.fields.push(FieldTop {
+            field: field.to_owned(),
+            values,
+        });
     }
     Ok(render(&page))
+}
+
+fn cancelled_page(mut page: SearchPage) -> Response {
+    page.cancelled = true;
+    page.ran = false;
+    let status = StatusCode::from_u16(CANCELLED).unwrap_or(StatusCode::OK);
+    (status, render(&page)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SavedFlag {
+    saved: String,
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    qid: String,
+}
+
+/// Cancels one of the caller's running searches.
+async fn cancel(
+    State(st): State<ConsoleState>,
+    v: Viewer,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<CancelForm>,
+) -> Response {
+    if !super::admin::same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    if st.searches.cancel(v.auth.user.id, &f.qid) {
+        (StatusCode::OK, "cancelled").into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "no such running search").into_response()
+    }
+}
+
+/// The caller's running searches, one query id a line.
+async fn running(State(st): State<ConsoleState>, v: Viewer) -> Response {
+    let mut out = st.searches.of(v.auth.user.id).join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct SaveForm {
+    name: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// Saves the search shown on the page under a name, then shows it again.
+async fn save(
+    State(st): State<ConsoleState>,
+    v: Viewer,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<SaveForm>,
+) -> PageResult {
+    if !super::admin::same_origin(&headers) {
+        return Err(PageError::forbidden().page(&v));
+    }
+    let sql = f.mode == "sql";
+    if sql && !v.unscoped() {
+        return Err(PageError::forbidden().page(&v));
+    }
+    let search = SavedSearch {
+        id: 0,
+        name: f.name,
+        mode: if sql { "sql" } else { "filter" }.to_owned(),
+        query: if sql { f.sql } else { f.q },
+        range_from: if sql { String::new() } else { f.from },
+        range_to: if sql { String::new() } else { f.to },
+        created_at: chrono::Utc::now(),
+    };
+    let saved = st
+        .soar
+        .soar
+        .save_search(&v.auth.actor(), v.auth.user.id, &search)
+        .await
+        .map_err(soar_fail(&v))?;
+    Ok(Redirect::to(&format!("{}&saved=1", saved_href(&saved))).into_response())
+}
+
+async fn delete_saved(
+    State(st): State<ConsoleState>,
+    v: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> PageResult {
+    if !super::admin::same_origin(&headers) {
+        return Err(PageError::forbidden().page(&v));
+    }
+    st.soar
+        .soar
+        .delete_saved_search(&v.auth.actor(), v.auth.user.id, id)
+        .await
+        .map_err(soar_fail(&v))?;
+    Ok(Redirect::to("/console/search").into_response())
 }
 
 /// CSV (with a BOM, so that Excel reads the Vietnamese text as UTF-8) or JSON lines.

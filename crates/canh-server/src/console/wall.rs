@@ -195,6 +195,10 @@ struct Panels {
     sources: Vec<SourceRow>,
     rate_now: String,
     spark: String,
+    sev_chart: String,
+    sev_start: String,
+    sev_end: String,
+    top_sources: String,
     steps: Vec<StepCount>,
     open_total: usize,
     deadlines: Vec<DeadlineRow>,
@@ -260,6 +264,19 @@ async fn build_panels(st: &ConsoleState, v: &Viewer) -> Result<Panels, canh_soar
     }
     let rates = st.rates.rates();
     let rate_now = rates.last().copied().unwrap_or(0.0);
+    let top_sources = if scope.is_none() {
+        let text = st.app.metrics.render();
+        let mut by_source: BTreeMap<String, f64> = BTreeMap::new();
+        for (name, n) in metric_values(&text, "canh_ingest_events_total") {
+            *by_source.entry(name).or_default() += n;
+        }
+        top_sources_chart(&by_source.into_iter().collect::<Vec<_>>(), tr)
+    } else {
+        String::new()
+    };
+    let day_ago = now - chrono::Duration::hours(24);
+    let recent = alerts_since(st, v, day_ago).await?;
+    let sev_chart = severity_chart(&recent, now, tr);
 
     let f = IncidentFilter {
         closed: Some(false),
@@ -340,6 +357,10 @@ async fn build_panels(st: &ConsoleState, v: &Viewer) -> Result<Panels, canh_soar
         sources,
         rate_now: format!("{rate_now:.1}"),
         spark: sparkline(&rates),
+        sev_chart,
+        sev_start: fmt_time(day_ago),
+        sev_end: fmt_time(now),
+        top_sources,
         steps,
         open_total: open.len(),
         deadlines,
@@ -371,6 +392,157 @@ pub(super) fn agency_tree(list: &[canh_soar::Agency]) -> Vec<(&canh_soar::Agency
             }
         }
     }
+    out
+}
+
+/// Alerts of every state first seen since `since` (newest first, at most 5000), as time and
+/// severity.
+async fn alerts_since(
+    st: &ConsoleState,
+    v: &Viewer,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, Severity)>, canh_soar::SoarError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let f = AlertFilter {
+            limit: Some(500),
+            after,
+            ..AlertFilter::default()
+        };
+        let page = st
+            .soar
+            .soar
+            .alerts(&f, v.auth.scope.as_deref())
+            .await?
+            .items;
+        let full = page.len() == 500;
+        let mut older = false;
+        for a in &page {
+            if a.first_seen >= since {
+                out.push((a.first_seen, a.severity));
+            } else {
+                older = true;
+            }
+        }
+        after = page.last().map(|a| a.id);
+        if !full || older {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Escapes text for SVG/HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Alerts per hour over the last 24 hours, stacked by severity: an inline SVG.
+fn severity_chart(alerts: &[(DateTime<Utc>, Severity)], now: DateTime<Utc>, tr: Tr) -> String {
+    const HOURS: usize = 24;
+    let (w, h) = (480.0, 96.0);
+    let start = now - chrono::Duration::hours(HOURS as i64);
+    let mut counts = [[0usize; 4]; HOURS];
+    for (t, sev) in alerts {
+        let Ok(i) = usize::try_from((*t - start).num_seconds() / 3600) else {
+            continue;
+        };
+        if let (Some(row), Some(k)) = (
+            counts.get_mut(i),
+            Severity::ALL.iter().position(|s| s == sev),
+        ) && let Some(c) = row.get_mut(k)
+        {
+            *c += 1;
+        }
+    }
+    let max = counts
+        .iter()
+        .map(|r| r.iter().sum::<usize>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let total: usize = counts.iter().flatten().sum();
+    let bw = w / HOURS as f64;
+    let mut bars = String::new();
+    for (i, row) in counts.iter().enumerate() {
+        let mut y = h;
+        let from = fmt_time(start + chrono::Duration::hours(i as i64));
+        let parts: Vec<String> = Severity::ALL
+            .iter()
+            .zip(row)
+            .rev()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{n} {}", tr.k("console-sev", s.as_str())))
+            .collect();
+        for (sev, n) in Severity::ALL.iter().zip(row) {
+            if *n == 0 {
+                continue;
+            }
+            let bh = *n as f64 / max as f64 * (h - 4.0);
+            y -= bh;
+            bars.push_str(&format!(
+                "<rect class=\"sev-{}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" \
+                 height=\"{bh:.1}\"><title>{} — {}</title></rect>",
+                sev.as_str(),
+                i as f64 * bw,
+                (bw - 2.0).max(1.0),
+                esc(&from),
+                esc(&parts.join(", "))
+            ));
+        }
+    }
+    format!(
+        "<svg id=\"sev-chart\" class=\"chart\" viewBox=\"0 0 {w} {h}\" \
+         preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}: {total}\" \
+         data-total=\"{total}\"><line class=\"axis\" x1=\"0\" y1=\"{h}\" x2=\"{w}\" \
+         y2=\"{h}\"/>{bars}</svg>",
+        esc(&tr.t("console-wall-sev-chart"))
+    )
+}
+
+/// The five sources that sent the most events: horizontal bars with names and counts.
+fn top_sources_chart(counts: &[(String, f64)], tr: Tr) -> String {
+    let mut top: Vec<&(String, f64)> = counts.iter().filter(|(_, n)| *n > 0.0).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(5);
+    if top.is_empty() {
+        return format!(
+            "<p class=\"muted\">{}</p>",
+            esc(&tr.t("console-wall-no-sources"))
+        );
+    }
+    let max = top.first().map_or(1.0, |t| t.1.max(1.0));
+    let row = 22.0;
+    // About the width of a wall panel, so that the text is drawn near its CSS size.
+    let (w, label_w) = (220.0, 92.0);
+    let h = row * top.len() as f64;
+    let mut out = format!(
+        "<svg id=\"top-sources\" class=\"chart bars\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
+         aria-label=\"{}\">",
+        esc(&tr.t("console-wall-top-sources"))
+    );
+    for (i, (name, n)) in top.iter().enumerate() {
+        let y = i as f64 * row;
+        let bw = (n / max * (w - label_w - 40.0)).max(1.0);
+        let short: String = name.chars().take(12).collect();
+        out.push_str(&format!(
+            "<g class=\"src\"><title>{} — {n:.0}</title><text x=\"0\" y=\"{:.1}\">{}</text>\
+             <rect x=\"{label_w}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\"/>\
+             <text class=\"n\" x=\"{:.1}\" y=\"{:.1}\">{n:.0}</text></g>",
+            esc(name),
+            y + 15.0,
+            esc(&short),
+            y + 4.0,
+            row - 8.0,
+            label_w + bw + 6.0,
+            y + 15.0,
+        ));
+    }
+    out.push_str("</svg>");
     out
 }
 
@@ -524,5 +696,52 @@ mod tests {
         assert_eq!(s.rates(), vec![10.0, 2.0]);
         assert!(sparkline(&s.rates()).contains("<polyline"));
         assert!(!sparkline(&[]).contains("<polyline"));
+    }
+
+    #[test]
+    fn the_severity_chart_stacks_alerts_per_hour() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let tr = Tr {
+            lang: super::super::Lang::En,
+        };
+        let h = |n: i64| now - chrono::Duration::minutes(n);
+        let alerts = vec![
+            (h(30), Severity::Emergency),
+            (h(40), Severity::Low),
+            (h(50), Severity::Low),
+            (h(5 * 60), Severity::High),
+            // Older than a day: left out.
+            (h(25 * 60), Severity::High),
+        ];
+        let svg = severity_chart(&alerts, now, tr);
+        assert!(svg.contains("data-total=\"4\""), "{svg}");
+        assert_eq!(svg.matches("<rect class=\"sev-low\"").count(), 1);
+        assert_eq!(svg.matches("<rect class=\"sev-emergency\"").count(), 1);
+        assert_eq!(svg.matches("<rect class=\"sev-high\"").count(), 1);
+        // The last hour holds 3 alerts, the tallest bar: it fills the height.
+        assert!(svg.contains("1 Emergency, 2 Low"), "{svg}");
+        assert!(svg.contains("y=\"4.0\""), "{svg}");
+    }
+
+    #[test]
+    fn top_sources_are_sorted_and_escaped() {
+        let tr = Tr {
+            lang: super::super::Lang::Vi,
+        };
+        let counts = vec![
+            ("syslog".to_owned(), 10.0),
+            ("<gelf>".to_owned(), 30.0),
+            ("a".to_owned(), 0.0),
+        ];
+        let svg = top_sources_chart(&counts, tr);
+        assert!(
+            svg.find("&lt;gelf&gt;").unwrap() < svg.find("syslog").unwrap(),
+            "{svg}"
+        );
+        assert!(!svg.contains("<gelf>"));
+        assert_eq!(svg.matches("<g class=\"src\"").count(), 2);
+        assert!(top_sources_chart(&[], tr).contains("muted"));
     }
 }

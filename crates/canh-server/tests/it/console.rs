@@ -91,8 +91,21 @@ impl Resp {
 
 /// One HTTP/1.1 request with `Connection: close`.
 async fn http(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: &str) -> Resp {
+    http_with(addr, method, path, cookie, form, "").await
+}
+
+/// As `http`, with extra header lines (each ending in CRLF).
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+    extra: &str,
+) -> Resp {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}");
     if !cookie.is_empty() {
         req.push_str(&format!("Cookie: {cookie}\r\n"));
     }
@@ -398,5 +411,538 @@ async fn triage_and_incident_pages_respect_role_and_agency() {
     )
     .await;
     assert_eq!(r.status, 403);
+    c.node.shutdown().await.unwrap();
+}
+
+impl Resp {
+    fn cookies(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next().map(str::to_owned))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_is_stored_on_the_account_and_used_at_the_next_login() {
+    let c = start().await;
+    let addr = c.node.http;
+    // Vietnamese by default, on the login page and after logging in.
+    let r = http(addr, "GET", "/console/login", "", "").await;
+    assert!(r.body.contains("<html lang=\"vi\">") && r.body.contains("Đăng nhập"));
+    let session = login(addr, "truc").await;
+    let r = http(addr, "GET", "/console/alerts", &session, "").await;
+    assert!(r.body.contains("Hàng đợi cảnh báo"), "{}", r.body);
+    // Switch to English: stored on the account.
+    let r = http(
+        addr,
+        "GET",
+        "/console/lang?to=en&back=/console/wall",
+        &session,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let truc = c.node.soar.soar.user_by_name("truc").await.unwrap();
+    assert_eq!(
+        c.node.soar.soar.user_language(truc.id).await.unwrap(),
+        Some("en".to_owned())
+    );
+    let r = http(addr, "POST", "/console/logout", &session, "").await;
+    assert_eq!(r.status, 303);
+    // A fresh browser (no language cookie): the next login is in English, and the browser
+    // gets the language cookie for its login page.
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "",
+        &format!("name=truc&password={}", PASSWORD.replace(' ', "+")),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let cookies = r.cookies();
+    assert!(cookies.iter().any(|c| c == "canh_lang=en"), "{cookies:?}");
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("canh_session="))
+        .unwrap()
+        .clone();
+    // The stored choice wins over a stale cookie of another language.
+    let r = http(
+        addr,
+        "GET",
+        "/console/alerts",
+        &format!("{session}; canh_lang=vi"),
+        "",
+    )
+    .await;
+    assert!(r.body.contains("<html lang=\"en\">") && r.body.contains("Alert queue"));
+    assert!(!r.body.contains("Hàng đợi cảnh báo"));
+    // Another user keeps Vietnamese.
+    let other = login(addr, "xem-b").await;
+    let r = http(addr, "GET", "/console/wall", &other, "").await;
+    assert!(r.body.contains("<html lang=\"vi\">"));
+    // The change is in the audit log.
+    let log = c
+        .node
+        .soar
+        .soar
+        .audit_log(&canh_soar::AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(log.iter().any(|e| e.action == "user.language"));
+    c.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_users_must_enter_the_code_on_the_console_login() {
+    let c = start().await;
+    let addr = c.node.http;
+    let soar = &c.node.soar.soar;
+    let truc = soar.user_by_name("truc").await.unwrap();
+    let enrol = soar
+        .totp_enrol(&Actor::system("test"), truc.id, false)
+        .await
+        .unwrap();
+    assert!(enrol.active);
+    let pw = PASSWORD.replace(' ', "+");
+    // The form has the code field.
+    let r = http(addr, "GET", "/console/login", "", "").await;
+    assert!(r.body.contains("name=\"totp\""), "{}", r.body);
+    // Right password, no code: refused, asking for the code.
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "",
+        &format!("name=truc&password={pw}"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("cần mã xác thực hai lớp"), "{}", r.body);
+    assert!(r.header("set-cookie").is_none());
+    // A wrong code: refused.
+    let right = canh_soar::user::totp_code(&enrol.secret, chrono::Utc::now()).unwrap();
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "canh_lang=en",
+        &format!("name=truc&password={pw}&totp={wrong}"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body
+            .contains("Wrong user name, password or two-factor code"),
+        "{}",
+        r.body
+    );
+    assert!(r.header("set-cookie").is_none());
+    // The code of now: in.
+    let code = canh_soar::user::totp_code(&enrol.secret, chrono::Utc::now()).unwrap();
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "",
+        &format!("name=truc&password={pw}&totp={code}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let session = r.cookies().into_iter().next().unwrap();
+    assert!(session.starts_with("canh_session="));
+    let r = http(addr, "GET", "/console/wall", &session, "").await;
+    assert_eq!(r.status, 200);
+    // The same code cannot be used twice.
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "",
+        &format!("name=truc&password={pw}&totp={code}"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    c.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_edits_users_agencies_and_ranges_and_others_cannot() {
+    let c = start().await;
+    let addr = c.node.http;
+    let soar = &c.node.soar.soar;
+    let sys = Actor::system("test");
+    soar.create_user(&sys, "quantri", Role::Administrator, None, PASSWORD)
+        .await
+        .unwrap();
+    let admin = login(addr, "quantri").await;
+    let analyst = login(addr, "truc").await;
+    let r = http(addr, "GET", "/console/admin", &admin, "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("id=\"user-add-form\"") && r.body.contains("Thêm người dùng"));
+    // Add an agency viewer of agency A.
+    let form = format!(
+        "name=xem-a&password=mat-khau-du-dai-12&role=agency_viewer&agency={}",
+        c.agency_a
+    );
+    let r = http(addr, "POST", "/console/admin/users", &admin, &form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some("/console/admin?ok=user-added#users-h")
+    );
+    let u = soar.user_by_name("xem-a").await.unwrap();
+    assert_eq!(
+        (u.role, u.agency_id),
+        (Role::AgencyViewer, Some(c.agency_a))
+    );
+    let r = http(addr, "GET", "/console/admin?ok=user-added", &admin, "").await;
+    assert!(r.body.contains("Đã thêm người dùng") && r.body.contains("id=\"user-xem-a\""));
+    // A bad password is refused with the store's reason.
+    let r = http(
+        addr,
+        "POST",
+        "/console/admin/users",
+        &admin,
+        "name=ngan&password=short&role=analyst",
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(soar.user_by_name("ngan").await.is_err());
+    // Change the role, then disable: the user can no longer log in.
+    let r = http(
+        addr,
+        "POST",
+        &format!("/console/admin/users/{}/role", u.id),
+        &admin,
+        "role=analyst&agency=",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(soar.user(u.id).await.unwrap().role, Role::Analyst);
+    let r = http(
+        addr,
+        "POST",
+        &format!("/console/admin/users/{}/state", u.id),
+        &admin,
+        "action=disable",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(soar.user(u.id).await.unwrap().disabled);
+    let r = http(
+        addr,
+        "POST",
+        "/console/login",
+        "",
+        "name=xem-a&password=mat-khau-du-dai-12",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // A child agency under the province, renamed.
+    let province = soar.agency_by_code("tinh").await.unwrap();
+    let r = http(
+        addr,
+        "POST",
+        "/console/admin/agencies",
+        &admin,
+        &format!(
+            "parent={}&level=department&code=xa-gamma&name=UBND+x%C3%A3+Gamma",
+            province.id
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let gamma = soar.agency_by_code("xa-gamma").await.unwrap();
+    assert_eq!(gamma.parent_id, Some(province.id));
+    assert_eq!(gamma.name, "UBND xã Gamma");
+    let page = format!("/console/admin/agencies/{}", gamma.id);
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/rename"),
+        &admin,
+        "name=UBND+ph%C6%B0%E1%BB%9Dng+Gamma",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        soar.agency(gamma.id).await.unwrap().name,
+        "UBND phường Gamma"
+    );
+    // A public range added, shown, removed; a private range is refused as public.
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/ranges"),
+        &admin,
+        "cidr=113.160.12.0%2F24&public=1",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = http(addr, "GET", &page, &admin, "").await;
+    assert!(r.body.contains("113.160.12.0/24") && r.body.contains("UBND xã Gamma"));
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/ranges"),
+        &admin,
+        "cidr=10.0.0.0%2F8&public=1",
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(soar.agency_ranges(gamma.id).await.unwrap().len(), 1);
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/ranges/remove"),
+        &admin,
+        "cidr=113.160.12.0%2F24",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(soar.agency_ranges(gamma.id).await.unwrap().is_empty());
+    // An information system with its uplinks, and a domain name, added and removed.
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/systems"),
+        &admin,
+        "name=C%E1%BB%95ng+d%E1%BB%8Bch+v%E1%BB%A5+c%C3%B4ng&level=3&owner=UBND&operator=TT+CNTT\
+         &uplinks=VNPT%3D113.160.12.0%2F28%3B+Viettel&description=",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let systems = soar.agency_systems(gamma.id).await.unwrap();
+    assert_eq!(systems.len(), 1);
+    assert_eq!(systems[0].name, "Cổng dịch vụ công");
+    assert_eq!((systems[0].level, systems[0].uplinks.len()), (3, 2));
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/domains"),
+        &admin,
+        "domain=Gamma.Gov.VN",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = http(addr, "GET", &page, &admin, "").await;
+    assert!(r.body.contains("Cổng dịch vụ công") && r.body.contains("gamma.gov.vn"));
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/domains/remove"),
+        &admin,
+        "domain=gamma.gov.vn",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(soar.agency_domains(gamma.id).await.unwrap().is_empty());
+    // Not an administrator: refused, nothing changed.
+    let r = http(
+        addr,
+        "POST",
+        &format!("{page}/ranges"),
+        &analyst,
+        "cidr=113.160.13.0%2F24&public=1",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // An administrator's browser posting from another site: refused.
+    let r = http_with(
+        addr,
+        "POST",
+        &format!("{page}/ranges"),
+        &admin,
+        "cidr=113.160.13.0%2F24&public=1",
+        "Origin: http://evil.example\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(soar.agency_ranges(gamma.id).await.unwrap().is_empty());
+    // Every change is in the audit log.
+    let log = soar
+        .audit_log(&canh_soar::AuditFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for action in [
+        "user.create",
+        "user.role",
+        "user.disable",
+        "agency.create",
+        "agency.rename",
+        "agency.add_range",
+        "agency.remove_range",
+    ] {
+        assert!(
+            log.iter()
+                .any(|e| e.action == action && e.actor == "quantri"),
+            "{action} not audited"
+        );
+    }
+    c.node.shutdown().await.unwrap();
+}
+
+/// The caller's running searches.
+async fn running_searches(addr: SocketAddr, cookie: &str) -> Vec<String> {
+    let r = http(addr, "GET", "/console/search/running", cookie, "").await;
+    assert_eq!(r.status, 200);
+    r.body.lines().map(str::to_owned).collect()
+}
+
+/// Waits until the search `qid` is (or is no longer) running; fails after 30 s.
+async fn wait_running(addr: SocketAddr, cookie: &str, qid: &str, running: bool) {
+    for _ in 0..300 {
+        if running_searches(addr, cookie)
+            .await
+            .iter()
+            .any(|q| q == qid)
+            == running
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("search {qid} running: expected {running}");
+}
+
+/// A DataFusion query that would count for a very long time.
+const SLOW_SQL: &str = "SELECT+count(*)+FROM+range(1000000000000)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_search_is_stopped_by_cancel_or_when_the_browser_leaves() {
+    let c = start().await;
+    let addr = c.node.http;
+    let sys = Actor::system("test");
+    c.node
+        .soar
+        .soar
+        .create_user(&sys, "quantri", Role::Administrator, None, PASSWORD)
+        .await
+        .unwrap();
+    let cookie = login(addr, "truc").await;
+    let other = login(addr, "quantri").await;
+    // Cancel by query id.
+    let path = format!("/console/search?mode=sql&sql={SLOW_SQL}&qid=lau-1");
+    let waiter = {
+        let cookie = cookie.clone();
+        tokio::spawn(async move { http(addr, "GET", &path, &cookie, "").await })
+    };
+    wait_running(addr, &cookie, "lau-1", true).await;
+    // Only its owner may cancel it.
+    let r = http(addr, "POST", "/console/search/cancel", &other, "qid=lau-1").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(running_searches(addr, &cookie).await, vec!["lau-1"]);
+    let r = http(addr, "POST", "/console/search/cancel", &cookie, "qid=lau-1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the cancelled search did not answer")
+        .unwrap();
+    assert_eq!(r.status, 499);
+    assert!(r.body.contains("id=\"search-cancelled\""), "{}", r.body);
+    assert!(running_searches(addr, &cookie).await.is_empty());
+    // The browser goes away: the work stops with the connection.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /console/search?mode=sql&sql={SLOW_SQL}&qid=lau-2 HTTP/1.1\r\nHost: {addr}\r\n\
+         Cookie: {cookie}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    wait_running(addr, &cookie, "lau-2", true).await;
+    drop(s);
+    wait_running(addr, &cookie, "lau-2", false).await;
+    // A quick query still answers.
+    let r = http(
+        addr,
+        "GET",
+        "/console/search?mode=sql&sql=SELECT+41%2B1+AS+x&qid=nhanh",
+        &cookie,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("<td>42</td>"), "{}", r.body);
+    c.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_saved_per_user() {
+    let c = start().await;
+    let addr = c.node.http;
+    let soar = &c.node.soar.soar;
+    let cookie = login(addr, "truc").await;
+    let viewer = login(addr, "xem-b").await;
+    let r = http(
+        addr,
+        "POST",
+        "/console/search/saved",
+        &cookie,
+        "name=D%C3%B2+SSH&mode=filter&q=%22Failed+password%22&from=now-7d&to=",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.header("location").unwrap().to_owned();
+    assert!(back.starts_with("/console/search?q=%22Failed%20password%22&from=now-7d"));
+    assert!(back.ends_with("&saved=1"), "{back}");
+    let r = http(addr, "GET", &back, &cookie, "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("id=\"saved-ok\"") && r.body.contains(">Dò SSH</a>"));
+    // The same name again replaces the query.
+    let r = http(
+        addr,
+        "POST",
+        "/console/search/saved",
+        &cookie,
+        "name=D%C3%B2+SSH&mode=filter&q=sshd&from=now-24h&to=",
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let truc = soar.user_by_name("truc").await.unwrap();
+    let saved = soar.saved_searches(truc.id).await.unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        (saved[0].query.as_str(), saved[0].range_from.as_str()),
+        ("sshd", "now-24h")
+    );
+    // Not shown to another user; a viewer cannot save SQL; nameless searches are refused.
+    let r = http(addr, "GET", "/console/search", &viewer, "").await;
+    assert!(!r.body.contains("Dò SSH"));
+    let r = http(
+        addr,
+        "POST",
+        "/console/search/saved",
+        &viewer,
+        "name=x&mode=sql&sql=select+1",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = http(
+        addr,
+        "POST",
+        "/console/search/saved",
+        &cookie,
+        "name=+&mode=filter&q=x",
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    // Another user cannot delete it; its owner can.
+    let del = format!("/console/search/saved/{}/delete", saved[0].id);
+    let r = http(addr, "POST", &del, &viewer, "").await;
+    assert_eq!(r.status, 404);
+    let r = http(addr, "POST", &del, &cookie, "").await;
+    assert_eq!(r.status, 303);
+    assert!(soar.saved_searches(truc.id).await.unwrap().is_empty());
     c.node.shutdown().await.unwrap();
 }

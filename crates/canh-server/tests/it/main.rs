@@ -7,5 +7,6 @@ mod console;
 mod detect;
 mod ingest;
 mod rsyslog;
+mod rules;
 mod tail;
 mod tls;
