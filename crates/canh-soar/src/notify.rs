@@ -1,8 +1,9 @@
-//! E-mail notifications to the on-duty roster: new high/emergency incidents, overdue reports and
-//! initial-report drafts. Messages go through an outbox table (written in the same transaction
-//! as the change that causes them), a background sender delivers them over SMTP with STARTTLS
-//! (lettre, rustls) and retries with back-off, and every attempt is recorded with the server's
-//! reply or the reason it failed, so that a failed delivery is never silent.
+//! E-mail notifications to the on-duty roster: new high/emergency incidents, overdue reports,
+//! overdue agency tasks (R-14 contact updates) and initial-report drafts. Messages go through an
+//! outbox table (written in the same transaction as the change that causes them), a background
+//! sender delivers them over SMTP with STARTTLS (lettre, rustls) and retries with back-off, and
+//! every attempt is recorded with the server's reply or the reason it failed, so that a failed
+//! delivery is never silent.
 
 use crate::Soar;
 use crate::audit::Actor;
@@ -313,6 +314,27 @@ pub(crate) fn overdue_message(item: &OverdueItem, title: &str) -> Outgoing {
     }
 }
 
+/// The message for an agency task past its due time (the R-14 contact update).
+pub(crate) fn agency_task_message(task: &crate::system::AgencyTask, agency: &str) -> Outgoing {
+    Outgoing {
+        dedup_key: format!("agency_task|{}", task.id),
+        kind: "agency_task",
+        incident_id: None,
+        subject: format!(
+            "[QUÁ HẠN] {agency}: {title} / [OVERDUE] {agency}: {title}",
+            title = task.title
+        ),
+        body: format!(
+            "Việc \"{title}\" của đơn vị {agency} đã quá hạn từ {due} (giờ Việt Nam).\n\n\
+             --- English ---\n\
+             The task \"{title}\" of {agency} has been overdue since {due} (Vietnam time).\n",
+            title = task.title,
+            due = vn_time(task.due_at),
+        ),
+        attachment: None,
+    }
+}
+
 const NCOLS: &str = "id, kind, incident_id, recipient, subject, attachment_name, status, \
     attempts, next_attempt_at, last_error, server_reply, created_at, sent_at";
 
@@ -531,8 +553,8 @@ impl Soar {
         Ok(done.rows_affected())
     }
 
-    /// Queues one e-mail per overdue report (once per incident and report). Returns how many
-    /// rows were queued.
+    /// Queues one e-mail per overdue report (once per incident and report) and per overdue
+    /// agency task (once per task). Returns how many rows were queued.
     pub async fn notify_overdue(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut n = 0;
         for item in self.overdue(now).await? {
@@ -540,6 +562,15 @@ impl Soar {
             let mut tx = self.begin().await?;
             n += self
                 .enqueue(&mut tx, &overdue_message(&item, &title))
+                .await?;
+            tx.commit().await?;
+        }
+        // Agency tasks past due (R-14: the incident-response contact list not updated in 24 h).
+        for task in self.overdue_agency_tasks(now).await? {
+            let agency = self.agency(task.agency_id).await?.name;
+            let mut tx = self.begin().await?;
+            n += self
+                .enqueue(&mut tx, &agency_task_message(&task, &agency))
                 .await?;
             tx.commit().await?;
         }

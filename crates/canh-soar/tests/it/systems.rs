@@ -142,6 +142,42 @@ fn primary(phone: &str) -> Contact {
 }
 
 #[tokio::test]
+async fn an_overdue_contact_update_is_mailed_to_the_roster_once() {
+    let e = env().await;
+    let s = &e.soar;
+    s.add_roster(&e.admin, "Trực ban A", "a@soc.example.vn", true)
+        .await
+        .unwrap();
+    s.add_roster(&e.admin, "Nghỉ ca", "c@soc.example.vn", false)
+        .await
+        .unwrap();
+    s.add_agency_contact(&e.admin, e.dept, primary("0275 3822 123"))
+        .await
+        .unwrap();
+    let task = s.agency_tasks(e.dept).await.unwrap().remove(0);
+    // Not yet due: nothing to send.
+    assert_eq!(s.notify_overdue(s.now()).await.unwrap(), 0);
+    e.clock.advance(Duration::hours(25));
+    assert_eq!(s.notify_overdue(s.now()).await.unwrap(), 1);
+    // Asked again, the same task is not mailed twice.
+    assert_eq!(s.notify_overdue(s.now()).await.unwrap(), 0);
+    let sent = s.notifications(None, None, 50).await.unwrap();
+    let mails: Vec<_> = sent.iter().filter(|n| n.kind == "agency_task").collect();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].recipient, "a@soc.example.vn");
+    assert!(
+        mails[0].subject.contains(&task.title),
+        "{}",
+        mails[0].subject
+    );
+    assert!(mails[0].subject.starts_with("[QUÁ HẠN]"));
+    // Done: later checks send nothing more.
+    s.complete_agency_task(&e.admin, task.id).await.unwrap();
+    e.clock.advance(Duration::days(2));
+    assert_eq!(s.notify_overdue(s.now()).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_contact_change_opens_an_update_task_due_in_24_hours() {
     let e = env().await;
     let s = &e.soar;
