@@ -78,6 +78,8 @@ fn bench(c: &mut Criterion) {
     let start = Instant::now();
     let cpu_start = cpu_seconds();
     let mut flush_time = std::time::Duration::ZERO;
+    // Anonymous memory (heap) after each flush, apart from mapped index and Parquet files.
+    let mut max_anon = 0u64;
     let mut i = 0;
     while i < n {
         let batch: Vec<_> = (i..(i + 1000).min(n))
@@ -93,6 +95,7 @@ fn bench(c: &mut Criterion) {
             let t = Instant::now();
             rt.block_on(store.flush()).unwrap();
             flush_time += t.elapsed();
+            max_anon = max_anon.max(status_kb("RssAnon:"));
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -124,10 +127,13 @@ fn bench(c: &mut Criterion) {
     eprintln!("index by file kind: {}", parts.join(", "));
     let total = dir_size(dir.path());
     eprintln!(
-        "on disk in all (WAL, Parquet, index, dead letters): {:.1} MB ({:.1} % of raw); peak RSS {} MB",
+        "on disk in all (WAL, Parquet, index, dead letters): {:.1} MB ({:.1} % of raw); peak RSS {} MB \
+         (anonymous memory after flushes at most {} MB, file-backed now {} MB)",
         total as f64 / 1e6,
         100.0 * total as f64 / raw as f64,
-        peak_rss_mb()
+        peak_rss_mb(),
+        max_anon / 1024,
+        status_kb("RssFile:") / 1024
     );
     let day_from = end - Duration::hours(24);
     let term = query::parse("host.name:host-0042").unwrap();
@@ -223,6 +229,19 @@ fn cpu_seconds() -> f64 {
             Some((u + st) / 100.0)
         })
         .unwrap_or(0.0)
+}
+
+/// A `kB` line of `/proc/self/status` (0 when absent).
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Peak resident set size of this process, in MB (Linux `VmHWM`).
