@@ -1,18 +1,15 @@
 //! Signatures: ET Open load time, and throughput with the supported ET Open subset over a shared
 //! real capture held in memory (compare with `decode` for the metadata-only figure).
 
-use canh_nsm::decode::{LinkType, Timestamp};
+mod common;
 use canh_nsm::rules::{RuleSet, Vars, load_files};
 use canh_nsm::{Sensor, SensorConfig};
+use common::{Frame, load};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const CAPTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/datasets/pcap/lateral-movement/aug19.pcap"
-);
 const ET_OPEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/datasets/et-open/rules"
@@ -33,42 +30,6 @@ fn load_rules() -> RuleSet {
     let files = rule_files();
     let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
     load_files(&paths, &Vars::default()).expect("rules load").0
-}
-
-fn load() -> Vec<(Timestamp, LinkType, Vec<u8>)> {
-    use pcap_parser::{PcapBlockOwned, PcapError};
-    let file = std::fs::File::open(CAPTURE).expect("shared capture present");
-    let mut reader = pcap_parser::create_reader(1 << 20, file).expect("pcap");
-    let mut link = LinkType::Ethernet;
-    let mut frames = Vec::new();
-    loop {
-        match reader.next() {
-            Ok((off, block)) => {
-                match block {
-                    PcapBlockOwned::LegacyHeader(h) => link = LinkType::from_dlt(h.network.0),
-                    PcapBlockOwned::Legacy(b) => frames.push((
-                        Timestamp::new(i64::from(b.ts_sec), b.ts_usec),
-                        link,
-                        b.data.to_vec(),
-                    )),
-                    PcapBlockOwned::NG(pcap_parser::Block::InterfaceDescription(idb)) => {
-                        link = LinkType::from_dlt(idb.linktype.0);
-                    }
-                    PcapBlockOwned::NG(pcap_parser::Block::EnhancedPacket(epb)) => {
-                        let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let ts = Timestamp::new((raw / 1_000_000) as i64, (raw % 1_000_000) as u32);
-                        frames.push((ts, link, epb.data.to_vec()));
-                    }
-                    PcapBlockOwned::NG(_) => {}
-                }
-                reader.consume(off);
-            }
-            Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().expect("refill"),
-            Err(e) => panic!("bad capture: {e:?}"),
-        }
-    }
-    frames
 }
 
 fn bench(c: &mut Criterion) {
@@ -94,7 +55,7 @@ fn bench(c: &mut Criterion) {
     l.finish();
 }
 
-fn run(frames: &[(Timestamp, LinkType, Vec<u8>)], rules: Option<Arc<RuleSet>>) {
+fn run(frames: &[Frame], rules: Option<Arc<RuleSet>>) {
     let mut sensor = Sensor::new(SensorConfig::default(), std::io::sink());
     if let Some(r) = rules {
         sensor = sensor.with_rules(r);
