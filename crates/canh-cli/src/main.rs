@@ -1,6 +1,7 @@
 //! `canh`: the Canh command line — server, ingest, search, hunt, rules, sensor, config.
 
 mod agency;
+mod agent;
 mod audit;
 mod config_cmd;
 mod datadir;
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 // Parsing builds many small strings per event; mimalloc makes that markedly faster than the
 // system allocator (BENCHMARKS.md, "parse").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ enum Command {
     Agency(agency::AgencyArgs),
     /// Vulnerability data (OSV) for endpoint hosts.
     Vuln(vuln::VulnArgs),
+    /// Endpoint agent releases: publish, list, roll out.
+    Agent(agent::AgentArgs),
 }
 
 fn init_logging(format: &str) {
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Evidence(args) => evidence::run(args, &data_dir)?,
         Command::Agency(args) => agency::run(args, &data_dir)?,
         Command::Vuln(args) => vuln::run(args, &data_dir)?,
+        Command::Agent(args) => agent::run(args, &data_dir)?,
     };
     std::process::exit(code);
 }

@@ -59,6 +59,14 @@ async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         &[],
         st.pipeline.store().pending() as f64,
     );
+    let (waits, waited_us) = st.pipeline.store().backpressure();
+    st.metrics
+        .set("canh_store_backpressure_waits_total", &[], waits as f64);
+    st.metrics.set(
+        "canh_store_backpressure_seconds_total",
+        &[],
+        waited_us as f64 / 1e6,
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),

@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
     let mut cfg = StoreConfig {
         flush_interval_ms: 0,
         flush_max_events: usize::MAX,
+        max_pending_events: usize::MAX,
         ..StoreConfig::default()
     };
     // `CANH_BENCH_PAGE_KB` tries another Parquet page size (disk against search latency).

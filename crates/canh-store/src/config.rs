@@ -16,8 +16,13 @@ pub struct StoreConfig {
     /// How often the background task moves acknowledged events into Parquet and the index,
     /// in milliseconds. Events are searchable before that (from memory). Default 2000.
     pub flush_interval_ms: u64,
-    /// Flush early once this many events wait in memory. Default 100000.
+    /// Flush early once this many events wait in memory; a flush also moves at most this many
+    /// events at a time, so its working memory stays bounded. Default 50000.
     pub flush_max_events: usize,
+    /// Backpressure: while this many acknowledged events wait in memory for the background
+    /// flush, new appends wait (a TCP sender is slowed down, nothing is dropped). At least
+    /// `flush_max_events`. Default 100000.
+    pub max_pending_events: usize,
     /// Days kept in the full-text index (the hot window); older days are searched by
     /// scanning Parquet. Default 30.
     pub hot_days: u32,
@@ -48,7 +53,8 @@ impl Default for StoreConfig {
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_fsync: true,
             flush_interval_ms: 2000,
-            flush_max_events: 100_000,
+            flush_max_events: 50_000,
+            max_pending_events: 100_000,
             hot_days: 30,
             retention_days: 30,
             retention_days_by_agency: BTreeMap::new(),
@@ -80,6 +86,9 @@ impl StoreConfig {
             return bad(
                 "parquet_row_group_rows, parquet_page_kb and flush_max_events must be positive",
             );
+        }
+        if self.max_pending_events < self.flush_max_events {
+            return bad("max_pending_events must be at least flush_max_events");
         }
         if self.retention_days == 0 {
             return bad("retention_days must be positive");

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration as StdDuration;
 
@@ -181,6 +182,11 @@ struct Inner {
     index: HotIndex,
     dead: DeadLetterStore,
     flush_wanted: Arc<Notify>,
+    /// Woken whenever a flush step has trimmed the tail.
+    drained: Notify,
+    /// Appends that had to wait for the flush (backpressure), and the time they waited.
+    waits: AtomicU64,
+    waited_us: AtomicU64,
 }
 
 /// The embedded store. See the crate documentation for the layout on disk.
@@ -225,8 +231,49 @@ impl Store {
     }
 
     /// Appends events; resolves once they are durable in the WAL. They are searchable at once.
-    pub async fn append(&self, events: Vec<Event>) -> Result<AppendAck, StoreError> {
+    ///
+    /// Backpressure: while `max_pending_events` acknowledged events wait in memory for the
+    /// background flush, the append waits for a flush step first, so a source faster than the
+    /// flush is slowed down instead of growing memory without bound. Without a background
+    /// flush (`flush_interval_ms = 0`) the caller flushes and no limit applies.
+    pub async fn append(&self, mut events: Vec<Event>) -> Result<AppendAck, StoreError> {
+        // They stay in memory until the next flush: without the spare room of their maps.
+        events.iter_mut().for_each(Event::compact);
+        if self.background.is_some() {
+            self.wait_for_room().await;
+        }
         self.inner.wal.append(events).await
+    }
+
+    async fn wait_for_room(&self) {
+        let limit = self.inner.cfg.max_pending_events;
+        if lock(&self.inner.tail).len() < limit {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let drained = self.inner.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if lock(&self.inner.tail).len() < limit {
+                break;
+            }
+            self.inner.flush_wanted.notify_one();
+            // The timeout only guards against a missed wake-up; a flush step wakes every waiter.
+            let _ = tokio::time::timeout(StdDuration::from_millis(500), drained).await;
+        }
+        self.inner.waits.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.waited_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Appends that waited for the flush because `max_pending_events` were in memory, and the
+    /// total time they waited in microseconds.
+    pub fn backpressure(&self) -> (u64, u64) {
+        (
+            self.inner.waits.load(Ordering::Relaxed),
+            self.inner.waited_us.load(Ordering::Relaxed),
+        )
     }
 
     /// Moves every acknowledged event into Parquet and the index, and advances the checkpoint.
@@ -488,6 +535,9 @@ impl Inner {
             index,
             dead,
             flush_wanted,
+            drained: Notify::new(),
+            waits: AtomicU64::new(0),
+            waited_us: AtomicU64::new(0),
         })
     }
 
@@ -495,36 +545,53 @@ impl Inner {
         today - Duration::days(i64::from(self.cfg.hot_days.max(1)) - 1)
     }
 
+    /// Moves what was in the tail when it started, at most `flush_max_events` at a time; each
+    /// step advances the checkpoint, trims the tail and wakes appends waiting for room.
     fn flush(&self) -> Result<FlushStats, StoreError> {
-        let batch: Tail = lock(&self.tail).clone();
-        let Some(hi) = batch.last().map(|(s, _)| *s) else {
-            return Ok(FlushStats {
-                checkpoint: self.wal.checkpoint(),
-                ..FlushStats::default()
-            });
+        let mut stats = FlushStats {
+            checkpoint: self.wal.checkpoint(),
+            ..FlushStats::default()
         };
-        let checkpoint = self.wal.checkpoint();
-        match self.write_out(&batch, hi) {
-            Ok(files) => {
-                let vis = self.visibility.write().unwrap_or_else(|p| p.into_inner());
-                let reloaded = self.index.reload();
-                lock(&self.tail).retain(|(s, _)| *s > hi);
-                drop(vis);
-                reloaded?;
-                Ok(FlushStats {
-                    events: batch.len(),
-                    files,
-                    checkpoint: hi,
-                })
+        let Some(end) = lock(&self.tail).last().map(|(s, _)| *s) else {
+            return Ok(stats);
+        };
+        let step = self.cfg.flush_max_events.max(1);
+        loop {
+            let batch: Tail = lock(&self.tail)
+                .iter()
+                .take_while(|(s, _)| *s <= end)
+                .take(step)
+                .cloned()
+                .collect();
+            let Some(hi) = batch.last().map(|(s, _)| *s) else {
+                break;
+            };
+            let checkpoint = self.wal.checkpoint();
+            match self.write_out(&batch, hi) {
+                Ok(files) => {
+                    let vis = self.visibility.write().unwrap_or_else(|p| p.into_inner());
+                    let reloaded = self.index.reload();
+                    lock(&self.tail).retain(|(s, _)| *s > hi);
+                    drop(vis);
+                    self.drained.notify_waiters();
+                    reloaded?;
+                    stats.events += batch.len();
+                    stats.files += files;
+                    stats.checkpoint = hi;
+                }
+                Err(e) => {
+                    // Roll back to the last checkpoint so that a retry writes nothing twice.
+                    warn!(error = %e, "flush failed; rolling back");
+                    self.lake.recover(checkpoint)?;
+                    self.index.recover(checkpoint)?;
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                // Roll back to the last checkpoint so that a retry writes nothing twice.
-                warn!(error = %e, "flush failed; rolling back");
-                self.lake.recover(checkpoint)?;
-                self.index.recover(checkpoint)?;
-                Err(e)
+            if hi >= end {
+                break;
             }
         }
+        Ok(stats)
     }
 
     fn write_out(&self, batch: &Tail, hi: u64) -> Result<usize, StoreError> {

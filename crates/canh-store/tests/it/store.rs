@@ -296,3 +296,64 @@ async fn bad_requests_are_refused() {
     let other = tempfile::tempdir().unwrap();
     assert!(Store::open(other.path(), bad).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_for_the_flush_when_the_memory_tail_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval: only a full tail wakes the background flush.
+    let cfg = StoreConfig {
+        flush_interval_ms: 3_600_000,
+        flush_max_events: 100,
+        max_pending_events: 200,
+        ..manual()
+    };
+    let store = Store::open(dir.path(), cfg).await.unwrap();
+    let now = Utc::now();
+    let (from, to) = (now - Duration::days(1), now + Duration::minutes(1));
+    let mut peak = 0;
+    for b in 0..50u64 {
+        store
+            .append(events(b * 100, 100, now, Duration::hours(2)))
+            .await
+            .unwrap();
+        peak = peak.max(store.pending());
+        // Room is checked before an append: at most one batch above the limit.
+        assert!(store.pending() < 300, "tail grew to {}", store.pending());
+    }
+    let (waits, _) = store.backpressure();
+    assert!(
+        waits > 0,
+        "5,000 events against a 200-event limit never waited"
+    );
+    assert!(peak >= 100, "peak {peak}");
+    let got = tags(&store, from, to).await;
+    assert_eq!(got.len(), 5_000);
+    assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 5_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_moves_a_large_tail_in_bounded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        flush_max_events: 100,
+        ..manual()
+    };
+    let store = Store::open(dir.path(), cfg).await.unwrap();
+    let now = Utc::now();
+    let (from, to) = (now - Duration::days(1), now + Duration::minutes(1));
+    store
+        .append(events(0, 250, now, Duration::minutes(30)))
+        .await
+        .unwrap();
+    let stats = store.flush().await.unwrap();
+    assert_eq!(stats.events, 250);
+    assert_eq!(stats.checkpoint, 250);
+    // Three steps (100, 100, 50), each split by agency (3) within one day or two.
+    assert!(stats.files >= 9, "{stats:?}");
+    assert_eq!(store.pending(), 0);
+    assert_eq!(tags(&store, from, to).await.len(), 250);
+    drop(store);
+    let store = open(dir.path()).await;
+    assert_eq!(store.pending(), 0, "nothing replayed after the checkpoint");
+    assert_eq!(tags(&store, from, to).await.len(), 250);
+}
