@@ -45,12 +45,15 @@ mkdir -p "$out"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/canh-agent-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT INT TERM
 
-install -d -m 0755 "$stage/DEBIAN" "$stage/usr/sbin" "$stage/lib/systemd/system" \
+install -d -m 0755 "$stage/DEBIAN" "$stage/usr/lib/canh-agent" "$stage/usr/sbin" "$stage/lib/systemd/system" \
     "$stage/etc/canh" "$stage/usr/share/canh-agent/policy" "$stage/usr/share/doc/canh-agent"
-install -m 0755 "$binary" "$stage/usr/sbin/canh-agent"
+# The binary lives in a directory of its own, the only one the unit lets the agent write to
+# outside its state (self-upgrades swap it there); /usr/sbin holds a link for the command line.
+install -m 0755 "$binary" "$stage/usr/lib/canh-agent/canh-agent"
 if command -v strip >/dev/null 2>&1; then
-    strip --strip-unneeded "$stage/usr/sbin/canh-agent" 2>/dev/null || true
+    strip --strip-unneeded "$stage/usr/lib/canh-agent/canh-agent" 2>/dev/null || true
 fi
+ln -s ../lib/canh-agent/canh-agent "$stage/usr/sbin/canh-agent"
 install -m 0644 "$pkgdir/canh-agent.service" "$stage/lib/systemd/system/canh-agent.service"
 install -m 0640 "$pkgdir/canh-agent.toml" "$stage/etc/canh/canh-agent.toml"
 install -m 0644 "$here/crates/canh-agent/policy/canh-linux-baseline.toml" \

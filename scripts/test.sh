@@ -49,6 +49,11 @@ step "browser tests (web console, Chromium)"
 browser=0
 e2e/run.sh || browser=$?
 
+# The agent upgrade tests run the real `canh-agent` binary of its own package's build; built
+# here so that the tests find it fresh instead of building it while other tests run.
+step "canh-agent binary for the upgrade tests"
+cargo build -p canh-agent --bin canh-agent
+
 # Last, so that the closing lines are the summary of the whole test run.
 step "tests"
 tests=0

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::commands::CommandRunner;
 use crate::pki::{self, PkiError};
 use crate::spool::{SpoolError, SpoolHandle};
+use crate::upgrade::{AckEffect, Upgrades};
 
 const IDENTITY_FILE: &str = "identity.json";
 const KEY_FILE: &str = "agent.key";
@@ -278,6 +279,19 @@ pub struct Client {
     status: Arc<AgentStatus>,
     options: ClientOptions,
     commands: Arc<CommandRunner>,
+    upgrades: Option<Arc<Upgrades>>,
+}
+
+/// Why [`Client::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Shutdown was requested.
+    Shutdown,
+    /// A release was verified and staged: stop everything and run the trial
+    /// ([`Upgrades::supervise_trial`]).
+    Upgrade,
+    /// This process was a trial and the server acknowledged it: exit 0.
+    TrialDone,
 }
 
 impl Client {
@@ -295,36 +309,29 @@ impl Client {
             status,
             options,
             commands,
+            upgrades: None,
         }
     }
 
-    /// Keeps a session up until `shutdown` turns true, reconnecting with backoff.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let started = std::time::Instant::now();
-            match self.session(&mut shutdown).await {
-                Ok(()) => return,
-                Err(e) => warn!(error = %e, "session ended"),
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                backoff = Duration::from_millis(200);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
+    /// Enables upgrades (see [`crate::upgrade`]): reports, rollouts and the running version.
+    pub fn with_upgrades(mut self, upgrades: Arc<Upgrades>) -> Self {
+        self.upgrades = Some(upgrades);
+        self
     }
 
-    /// One session: connect, replay from the server's ack, stream, heartbeat, renew.
-    /// Returns `Ok` only on shutdown.
-    pub async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ClientError> {
-        let identity = Identity::load(&self.state_dir)?;
+    /// The version this agent reports.
+    pub fn version(&self) -> String {
+        self.upgrades.as_ref().map_or_else(
+            || env!("CARGO_PKG_VERSION").to_owned(),
+            |u| u.running_version().to_owned(),
+        )
+    }
+
+    /// A mutual-TLS connection to the agent endpoint.
+    async fn connect(
+        &self,
+        identity: &Identity,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
         let pin = pki::parse_pin(&identity.ca_pin)?;
         let read = |name: &str| {
             let p = self.state_dir.join(name);
@@ -335,10 +342,90 @@ impl Client {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(io("connecting to server"))?;
-        let tls = TlsConnector::from(Arc::new(cfg))
+        TlsConnector::from(Arc::new(cfg))
             .connect(pki::server_name(), tcp)
             .await
-            .map_err(io("TLS handshake"))?;
+            .map_err(io("TLS handshake"))
+    }
+
+    /// Runs a rollout command. `None` when `cmd` is not a valid upgrade command (the command
+    /// runner answers it then); otherwise the result for the server and whether a release is
+    /// staged (the session must end for the trial).
+    async fn upgrade_command(
+        &self,
+        identity: &Identity,
+        cmd: &wire::SignedCommand,
+    ) -> Option<(wire::CommandResult, bool)> {
+        let body = crate::commands::verify(&identity.command_key, &identity.agent_id, cmd).ok()?;
+        let wire::ResponseAction::UpgradeAgent {
+            manifest,
+            allow_downgrade,
+        } = &body.action
+        else {
+            return None;
+        };
+        let result = |ok: bool, message: String| wire::CommandResult {
+            id: body.id.clone(),
+            ok,
+            message,
+        };
+        if !self.commands.mark_seen(&body.id) {
+            return Some((result(false, "command already run".into()), false));
+        }
+        let Some(upgrades) = &self.upgrades else {
+            return Some((result(false, "upgrades are not enabled".into()), false));
+        };
+        let connect = || async { self.connect(identity).await.map_err(|e| e.to_string()) };
+        match upgrades
+            .stage(&identity.command_key, manifest, *allow_downgrade, connect)
+            .await
+        {
+            Ok(m) => Some((
+                result(
+                    true,
+                    format!("release {} verified and staged; trial starting", m.version),
+                ),
+                true,
+            )),
+            Err(e) => {
+                warn!(error = %e, "upgrade refused");
+                Some((result(false, format!("upgrade refused: {e}")), false))
+            }
+        }
+    }
+
+    /// Keeps a session up until `shutdown` turns true (or an upgrade ends it), reconnecting
+    /// with backoff.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> RunEnd {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if *shutdown.borrow() {
+                return RunEnd::Shutdown;
+            }
+            let started = std::time::Instant::now();
+            match self.session(&mut shutdown).await {
+                Ok(end) => return end,
+                Err(e) => warn!(error = %e, "session ended"),
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(200);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return RunEnd::Shutdown,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One session: connect, replay from the server's ack, stream, heartbeat, renew.
+    /// Returns `Ok` only on shutdown or when an upgrade ends the session.
+    pub async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<RunEnd, ClientError> {
+        let identity = Identity::load(&self.state_dir)?;
+        let tls = self.connect(&identity).await?;
         let (mut rd, mut wr) = tokio::io::split(tls);
         let (tx, mut rx) = mpsc::channel::<Result<Option<ServerMessage>, ClientError>>(64);
         let reader = AbortOnDrop(tokio::spawn(async move {
@@ -353,7 +440,7 @@ impl Client {
         let hello = Hello {
             protocol: wire::PROTOCOL_VERSION,
             agent_id: identity.agent_id.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: self.version(),
         };
         write_frame(&mut wr, &AgentMessage::Hello(hello)).await?;
         let welcome = match rx.recv().await {
@@ -369,6 +456,11 @@ impl Client {
             Ok::<_, SpoolError>(s.acked())
         })?;
         info!(agent_id = %identity.agent_id, acked = last_sent, "session established");
+        if let Some(report) = self.upgrades.as_ref().and_then(|u| u.pending_report()) {
+            // A heartbeat first, so the server has one from this binary, then the report.
+            write_frame(&mut wr, &AgentMessage::Heartbeat(self.heartbeat())).await?;
+            write_frame(&mut wr, &AgentMessage::UpgradeReport(report)).await?;
+        }
         let window = self.options.window_batches * self.options.batch_events as u64;
         let mut heartbeat = tokio::time::interval(self.options.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -392,8 +484,27 @@ impl Client {
                         self.spool.with(|s| s.ack(a.up_to))?;
                     }
                     Some(Ok(Some(ServerMessage::Command(cmd)))) => {
+                        if let Some((result, staged)) = self.upgrade_command(&identity, &cmd).await {
+                            write_frame(&mut wr, &AgentMessage::CommandResult(result)).await?;
+                            if staged {
+                                let _ = wr.shutdown().await;
+                                return Ok(RunEnd::Upgrade);
+                            }
+                            continue;
+                        }
                         let result = self.commands.run(&identity, &cmd).await;
                         write_frame(&mut wr, &AgentMessage::CommandResult(result)).await?;
+                    }
+                    Some(Ok(Some(ServerMessage::UpgradeAck(ack)))) => {
+                        let Some(upgrades) = &self.upgrades else { continue };
+                        match upgrades.acknowledged(&ack) {
+                            Ok(AckEffect::TrialDone) => {
+                                let _ = wr.shutdown().await;
+                                return Ok(RunEnd::TrialDone);
+                            }
+                            Ok(AckEffect::None) => {}
+                            Err(e) => warn!(error = %e, "cannot record the upgrade acknowledgement"),
+                        }
                     }
                     Some(Ok(Some(ServerMessage::Renewed(r)))) => {
                         let Some(key) = pending_key.take() else {
@@ -421,7 +532,7 @@ impl Client {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         drop(reader);
-                        return Ok(());
+                        return Ok(RunEnd::Shutdown);
                     }
                 }
             }
@@ -467,7 +578,7 @@ impl Client {
             .spool
             .with(|s| (s.pending(), s.disk_bytes(), s.dropped()));
         Heartbeat {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: self.version(),
             sent_at: Some(Utc::now()),
             queue_depth,
             spool_bytes,

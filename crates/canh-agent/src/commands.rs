@@ -135,6 +135,10 @@ impl CommandRunner {
                 .isolation
                 .release()
                 .map(|()| "isolation removed".to_owned()),
+            // The session handles rollouts itself (it must stop to run the trial).
+            ResponseAction::UpgradeAgent { .. } => {
+                Err("agent upgrades are carried out by the session".to_owned())
+            }
         };
         match outcome {
             Ok(message) => CommandResult {
@@ -150,7 +154,8 @@ impl CommandRunner {
         }
     }
 
-    fn mark_seen(&self, id: &str) -> bool {
+    /// Records `id` as run (persisted); false when it already was.
+    pub fn mark_seen(&self, id: &str) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.insert(id.to_owned()) {
             return false;

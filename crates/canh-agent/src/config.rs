@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub sensors: SensorsConfig,
     /// Inventory and configuration checks.
     pub inventory: InventoryConfig,
+    /// Upgrades pushed by the server.
+    pub upgrade: crate::upgrade::UpgradeConfig,
 }
 
 impl Default for AgentConfig {
@@ -33,6 +35,7 @@ impl Default for AgentConfig {
             spool: SpoolConfig::default(),
             sensors: SensorsConfig::default(),
             inventory: InventoryConfig::default(),
+            upgrade: crate::upgrade::UpgradeConfig::default(),
         }
     }
 }
@@ -138,8 +141,10 @@ impl AgentConfig {
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
         let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if cfg.heartbeat_secs == 0 || cfg.batch_events == 0 {
-            return Err("heartbeat_secs and batch_events must be positive".into());
+        if cfg.heartbeat_secs == 0 || cfg.batch_events == 0 || cfg.upgrade.trial_secs == 0 {
+            return Err(
+                "heartbeat_secs, batch_events and upgrade.trial_secs must be positive".into(),
+            );
         }
         Ok(cfg)
     }

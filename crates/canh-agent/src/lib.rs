@@ -3,7 +3,7 @@
 //! Sensors turn host activity into ECS-named [`canh_core::Event`]s and append them to the
 //! [`spool`], an on-disk log with sequence numbers; the [`client`] streams the spool to the
 //! server over mutual TLS and deletes what the server acknowledges. Response [`commands`] come
-//! back down the same stream, signed by the server.
+//! back down the same stream, signed by the server, and so do [`upgrade`]s.
 
 pub mod client;
 pub mod commands;
@@ -16,6 +16,7 @@ pub mod response;
 pub mod sca;
 pub mod sensors;
 pub mod spool;
+pub mod upgrade;
 
 /// `PRETTY_NAME` from `/etc/os-release`, or `Linux`.
 pub fn os_name() -> String {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use canh_agent::client::{self, AgentStatus, Client, ClientOptions, Identity};
+use canh_agent::client::{self, AgentStatus, Client, ClientOptions, Identity, RunEnd};
 use canh_agent::commands::CommandRunner;
 use canh_agent::config::AgentConfig;
 use canh_agent::sensors::{self, Emit};
 use canh_agent::spool::{Spool, SpoolHandle};
+use canh_agent::upgrade::{self, Upgrades};
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -115,6 +116,26 @@ fn main() -> ExitCode {
                     spool.disk_bytes(),
                     spool.acked()
                 );
+                if let Ok(exe) = std::env::current_exe()
+                    && let Ok(u) = Upgrades::open(
+                        &cfg.state_dir,
+                        &exe,
+                        upgrade::Role::Main,
+                        cfg.upgrade.clone(),
+                    )
+                {
+                    println!("version {}", u.running_version());
+                }
+                match upgrade::Marker::load(&cfg.state_dir) {
+                    Ok(Some(m)) => println!(
+                        "upgrade to {}: {:?}{}",
+                        m.version,
+                        m.phase,
+                        m.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    ),
+                    Ok(None) => {}
+                    Err(e) => println!("upgrade marker unreadable: {e}"),
+                }
                 Ok(())
             }
         }
@@ -130,6 +151,64 @@ fn main() -> ExitCode {
 
 async fn run(cfg: AgentConfig) -> Result<(), String> {
     Identity::load(&cfg.state_dir).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("locating the agent binary: {e}"))?;
+    let role = upgrade::Role::from_env();
+    let upgrades = Arc::new(
+        Upgrades::open(&cfg.state_dir, &exe, role.clone(), cfg.upgrade.clone())
+            .map_err(|e| format!("upgrade state: {e}"))?,
+    );
+    // The arguments this process got, for the trial child and for `exec`.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if upgrades.start().map_err(|e| e.to_string())? == upgrade::Startup::Exec {
+        let err = upgrades.exec(&args);
+        error!(error = %err, "exec at start failed; running this binary");
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = tx.send(true);
+    });
+    loop {
+        match run_agent(&cfg, &upgrades, rx.clone()).await? {
+            RunEnd::Shutdown => return Ok(()),
+            RunEnd::TrialDone => {
+                info!("trial passed; handing over to the supervising agent");
+                return Ok(());
+            }
+            RunEnd::Upgrade => {
+                let mut rx = rx.clone();
+                match upgrades.supervise_trial(&args, &mut rx).await {
+                    Ok(true) => match upgrades.install() {
+                        Ok(_) => {
+                            let err = upgrades.exec(&args);
+                            error!(error = %err, "previous agent kept");
+                        }
+                        Err(e) => error!(error = %e, "cannot install the new agent"),
+                    },
+                    Ok(false) => info!(
+                        version = upgrades.running_version(),
+                        "previous agent resumes"
+                    ),
+                    Err(e) => {
+                        warn!(error = %e, "upgrade abandoned");
+                        if *rx.borrow() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs sensors and the client until shutdown or an upgrade; everything is stopped (threads
+/// joined, spool closed) when it returns.
+async fn run_agent(
+    cfg: &AgentConfig,
+    upgrades: &Arc<Upgrades>,
+    rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<RunEnd, String> {
     let spool = Spool::open(&cfg.state_dir.join("spool"), cfg.spool.clone())
         .map_err(|e| format!("opening spool: {e}"))?;
     if spool.recovery().truncated_bytes > 0 {
@@ -150,7 +229,7 @@ async fn run(cfg: AgentConfig) -> Result<(), String> {
             }
         })
     };
-    let threads = start_sensors(&cfg, &host, &emit, &status, &stop);
+    let threads = start_sensors(cfg, &host, &emit, &status, &stop);
     let commands = Arc::new(CommandRunner::new(&cfg.state_dir));
     match commands.isolation().restore() {
         Ok(true) => info!("host isolation re-applied from saved state"),
@@ -162,21 +241,15 @@ async fn run(cfg: AgentConfig) -> Result<(), String> {
         batch_events: cfg.batch_events,
         ..ClientOptions::default()
     };
-    let client = Client::new(&cfg.state_dir, spool, status, options, commands);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    info!(version = env!("CARGO_PKG_VERSION"), "canh-agent running");
-    tokio::select! {
-        () = client.run(rx) => {}
-        () = shutdown_signal() => {
-            info!("shutting down");
-            let _ = tx.send(true);
-        }
-    }
+    let client = Client::new(&cfg.state_dir, spool, status, options, commands)
+        .with_upgrades(upgrades.clone());
+    info!(version = upgrades.running_version(), "canh-agent running");
+    let end = client.run(rx).await;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    Ok(())
+    Ok(end)
 }
 
 async fn shutdown_signal() {

@@ -42,6 +42,13 @@ pub enum AgentMessage {
     Renew(RenewRequest),
     /// Outcome of a [`SignedCommand`].
     CommandResult(CommandResult),
+    /// Where an agent upgrade stands (trial passed, installed, failed); the server answers
+    /// [`ServerMessage::UpgradeAck`] once it has recorded it.
+    UpgradeReport(UpgradeReport),
+    /// First and only message of a download connection (mutual TLS, no [`Hello`]): asks for
+    /// the binary of a published release. The server answers [`ServerMessage::ReleaseData`]
+    /// followed by the raw bytes, then closes.
+    FetchRelease(FetchRelease),
 }
 
 /// Messages the server sends.
@@ -58,6 +65,10 @@ pub enum ServerMessage {
     Renewed(RenewResponse),
     /// A response action, signed by the server.
     Command(SignedCommand),
+    /// The server recorded an [`AgentMessage::UpgradeReport`].
+    UpgradeAck(UpgradeAck),
+    /// Header of a release download: exactly `size` raw bytes follow this frame.
+    ReleaseData(ReleaseData),
     /// The request was refused; the connection is closed after this frame.
     Error(WireError),
 }
@@ -231,6 +242,96 @@ pub enum ResponseAction {
     },
     /// Undo [`ResponseAction::IsolateHost`].
     ReleaseHost,
+    /// Install a published agent release. The manifest carries its own signature (made with
+    /// the same key over [`RELEASE_SIGNING_CONTEXT`] followed by the manifest bytes); the
+    /// agent checks it, the target, the size and the SHA-256 before anything else.
+    UpgradeAgent {
+        /// The signed release manifest.
+        manifest: SignedManifest,
+        /// Install even when the release is older than the running agent.
+        #[serde(default)]
+        allow_downgrade: bool,
+    },
+}
+
+/// Prefix of the bytes a release signature covers, so that a release signature and a command
+/// signature (same key) can never stand for each other.
+pub const RELEASE_SIGNING_CONTEXT: &[u8] = b"canh-agent-release-v1\n";
+
+/// What a release of the agent is: signed by the server when an administrator publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseManifest {
+    /// Version (semantic versioning, e.g. `0.2.0`).
+    pub version: String,
+    /// Platform, `<os>-<arch>` as Rust names them, e.g. `linux-x86_64`.
+    pub target: String,
+    /// SHA-256 of the binary, hex.
+    pub sha256: String,
+    /// Size of the binary in bytes.
+    pub size: u64,
+    /// When it was published.
+    pub created: DateTime<Utc>,
+}
+
+/// A [`ReleaseManifest`] and the server's Ed25519 signature over
+/// [`RELEASE_SIGNING_CONTEXT`] followed by `body` (its exact bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// JSON of a [`ReleaseManifest`].
+    pub body: String,
+    /// Ed25519 signature, hex.
+    pub signature: String,
+}
+
+/// Asks for the binary whose SHA-256 is `sha256` (it must be a published release).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRelease {
+    /// SHA-256 of the binary, hex (from the signed manifest).
+    pub sha256: String,
+}
+
+/// Header of a release download.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseData {
+    /// SHA-256 of the bytes that follow, hex.
+    pub sha256: String,
+    /// Number of raw bytes that follow this frame.
+    pub size: u64,
+}
+
+/// Stage of an agent upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeOutcome {
+    /// The new binary runs as a trial next to the old one and reached the server.
+    TrialPassed,
+    /// The new binary replaced the old one and runs.
+    Installed,
+    /// The upgrade was abandoned and the previous binary runs again.
+    Failed,
+}
+
+/// Where an agent upgrade stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    /// The release version the upgrade was to.
+    pub version: String,
+    /// The version that ran before.
+    pub previous_version: String,
+    /// The stage reached.
+    pub outcome: UpgradeOutcome,
+    /// Why it failed (for [`UpgradeOutcome::Failed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The server recorded an upgrade report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeAck {
+    /// The version of the report recorded.
+    pub version: String,
+    /// The outcome recorded.
+    pub outcome: UpgradeOutcome,
 }
 
 /// Outcome of a command.
@@ -333,6 +434,36 @@ mod tests {
         };
         let json = serde_json::to_string(&a).unwrap();
         assert!(json.starts_with(r#"{"action":"kill_process""#));
+    }
+
+    #[test]
+    fn upgrade_messages_round_trip() {
+        let msg = AgentMessage::UpgradeReport(UpgradeReport {
+            version: "0.2.0".into(),
+            previous_version: "0.1.0".into(),
+            outcome: UpgradeOutcome::Failed,
+            reason: Some("exited".into()),
+        });
+        let json = serde_json::to_string(&msg).unwrap();
+        assert!(json.starts_with(r#"{"type":"upgrade_report""#), "{json}");
+        assert!(json.contains(r#""outcome":"failed""#), "{json}");
+        assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), msg);
+        let a = ResponseAction::UpgradeAgent {
+            manifest: SignedManifest {
+                body: "{}".into(),
+                signature: "00".into(),
+            },
+            allow_downgrade: false,
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.starts_with(r#"{"action":"upgrade_agent""#), "{json}");
+        let frame = encode_frame(&ServerMessage::ReleaseData(ReleaseData {
+            sha256: "ab".into(),
+            size: 3,
+        }))
+        .unwrap();
+        let back: ServerMessage = decode_body(&frame[4..]).unwrap();
+        assert!(matches!(back, ServerMessage::ReleaseData(d) if d.size == 3));
     }
 
     proptest! {

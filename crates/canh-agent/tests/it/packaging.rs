@@ -69,7 +69,14 @@ fn deb_package_builds_and_holds_the_agent_unit_and_config() {
             .unwrap_or_else(|| panic!("{path} not in package:\n{contents}"))
             .to_owned()
     };
-    assert!(line_of("./usr/sbin/canh-agent").starts_with("-rwxr-xr-x root/root"));
+    assert!(line_of("./usr/lib/canh-agent/canh-agent").starts_with("-rwxr-xr-x root/root"));
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.starts_with("lrwxrwxrwx root/root")
+                && l.ends_with("./usr/sbin/canh-agent -> ../lib/canh-agent/canh-agent")),
+        "no /usr/sbin link:\n{contents}"
+    );
     assert!(line_of("./lib/systemd/system/canh-agent.service").starts_with("-rw-r--r-- root/root"));
     assert!(line_of("./etc/canh/canh-agent.toml").starts_with("-rw-r----- root/root"));
     line_of("./usr/share/canh-agent/policy/canh-linux-baseline.toml");
@@ -82,7 +89,7 @@ fn deb_package_builds_and_holds_the_agent_unit_and_config() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let v = Command::new(x.path().join("usr/sbin/canh-agent"))
+    let v = Command::new(x.path().join("usr/lib/canh-agent/canh-agent"))
         .arg("--version")
         .output()
         .unwrap();
@@ -92,7 +99,9 @@ fn deb_package_builds_and_holds_the_agent_unit_and_config() {
 #[test]
 fn unit_file_is_complete() {
     let unit = include_str!("../../packaging/canh-agent.service");
-    assert!(unit.contains("ExecStart=/usr/sbin/canh-agent run --config /etc/canh/canh-agent.toml"));
+    assert!(unit.contains(
+        "ExecStart=/usr/lib/canh-agent/canh-agent run --config /etc/canh/canh-agent.toml"
+    ));
     assert!(unit.contains("Restart=always"));
     assert!(unit.contains("WantedBy=multi-user.target"));
     assert!(unit.contains("User=root"));

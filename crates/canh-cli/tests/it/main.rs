@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 mod agency;
+mod agent;
 mod hunt;
 mod hunt_store;
 mod sensor;

@@ -1,5 +1,6 @@
 //! `/api/v1` routes for agents: the agent list, enrolment tokens, revocation, host inventory,
-//! vulnerabilities, patch tasks and the offline OSV import. Every route needs a logged-in user
+//! vulnerabilities, patch tasks, the offline OSV import, and agent releases (publish, list,
+//! roll out, upgrade history). Every route needs a logged-in user
 //! (session cookie or bearer token); agents are not tied to agencies, so agency-scoped users
 //! are refused.
 
@@ -9,13 +10,14 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::releases::{RolloutTargets, UpgradeFailure};
 use super::vuln::PatchStatus;
 use super::{AgentService, AgentsError};
 use crate::soar::SoarState;
@@ -88,6 +90,21 @@ impl Caller {
         }
     }
 
+    /// The administrator role only (not the SOC lead): agent releases run as root on every
+    /// endpoint.
+    fn administrator(&self) -> Result<(), Response> {
+        self.reader()?;
+        match self {
+            Caller::Local => Ok(()),
+            Caller::User(u) if u.role() == canh_soar::Role::Administrator => Ok(()),
+            Caller::User(_) => Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only an administrator may publish or roll out agent releases",
+            )),
+        }
+    }
+
     fn writer(&self) -> Result<(), Response> {
         self.reader()?;
         match self {
@@ -102,6 +119,13 @@ impl Caller {
             Caller::User(u) => u.user.name.clone(),
         }
     }
+
+    fn actor(&self) -> canh_soar::Actor {
+        match self {
+            Caller::Local => canh_soar::Actor::system("cli"),
+            Caller::User(u) => u.actor(),
+        }
+    }
 }
 
 impl FromRef<AgentApiState> for SoarState {
@@ -110,12 +134,80 @@ impl FromRef<AgentApiState> for SoarState {
     }
 }
 
-/// The agent routes, ready to merge into the node's router.
+/// Largest agent release accepted over HTTP.
+const MAX_RELEASE_BYTES: usize = super::releases::MAX_RELEASE_BYTES;
+
+/// Raises an alert and writes the audit log for each failed agent upgrade.
+fn report_upgrade_failures(agents: &AgentService, soar: &SoarState) {
+    let soar = soar.clone();
+    agents.on_upgrade_failure(std::sync::Arc::new(move |f: UpgradeFailure| {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(agent_id = %f.agent_id, "no runtime; failed upgrade not alerted");
+            return;
+        };
+        let soar = soar.clone();
+        rt.spawn(async move {
+            let detail = serde_json::to_value(&f).unwrap_or_default();
+            let now = chrono::Utc::now();
+            let event = json!({
+                "@timestamp": now,
+                "event": {"kind": "alert", "module": "canh_agents"},
+                "rule": {"id": "canh.agents.upgrade_failed"},
+                "agent": {"id": f.agent_id, "version": f.previous_version},
+                "host": {"name": f.hostname},
+                "message": format!(
+                    "agent upgrade to {} failed on {} and was rolled back: {}",
+                    f.version, f.hostname, f.reason
+                ),
+            });
+            let alert = canh_soar::NewAlert {
+                rule_id: "canh.agents.upgrade_failed".into(),
+                rule_title: "Nâng cấp tác tử thất bại / Agent upgrade failed".into(),
+                rule_level: "medium".into(),
+                severity: canh_soar::Severity::Medium,
+                agency_id: None,
+                host: f.hostname.clone(),
+                event,
+                time: now,
+                dedup_key: Some(format!("upgrade|{}|{}", f.agent_id, f.version)),
+            };
+            if let Err(e) = soar.record_alert(alert).await {
+                tracing::warn!(error = %e, "failed-upgrade alert not recorded");
+            }
+            if let Err(e) = soar
+                .soar
+                .record_audit(
+                    &canh_soar::Actor::system("agents"),
+                    "agent.upgrade_failed",
+                    "agent",
+                    &f.agent_id,
+                    None,
+                    Some(detail),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "failed upgrade not written to the audit log");
+            }
+        });
+    }));
+}
+
+/// The agent routes, ready to merge into the node's router. Failed agent upgrades reported
+/// from now on raise an alert and an audit entry through `soar`.
 pub fn router(agents: AgentService, soar: SoarState, local_token: Option<String>) -> Router {
+    report_upgrade_failures(&agents, &soar);
     Router::new()
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/enrolment-tokens", post(create_token))
         .route("/api/v1/agents/{id}/revoke", post(revoke))
+        .route(
+            "/api/v1/agents/releases",
+            get(list_releases)
+                .post(publish_release)
+                .layer(DefaultBodyLimit::max(MAX_RELEASE_BYTES)),
+        )
+        .route("/api/v1/agents/releases/rollout", post(rollout))
+        .route("/api/v1/agents/{id}/upgrades", get(upgrade_history))
         .route("/api/v1/agents/{id}/inventory", get(inventory))
         .route("/api/v1/agents/{id}/vulnerabilities", get(vulnerabilities))
         .route("/api/v1/agents/{id}/patch-tasks", get(host_patch_tasks))
@@ -151,6 +243,7 @@ fn agents_error(e: AgentsError) -> Response {
             format!("{what} not found"),
         ),
         AgentsError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        AgentsError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
         other => {
             tracing::error!(error = %other, "agents request failed");
             error(
@@ -201,6 +294,21 @@ async fn create_token(
         .agents
         .create_enrolment_token(std::time::Duration::from_secs(ttl))
         .map_err(agents_error)?;
+    if let Err(e) = st
+        .soar
+        .soar
+        .record_audit(
+            &auth.actor(),
+            "agent.token.create",
+            "agent",
+            "enrolment-token",
+            None,
+            Some(json!({ "ttl_secs": ttl })),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "enrolment token not written to the audit log");
+    }
     Ok(Json(json!({
         "token": token,
         "ttl_secs": ttl,
@@ -211,6 +319,14 @@ async fn create_token(
 async fn revoke(auth: Caller, State(st): State<AgentApiState>, Path(id): Path<String>) -> R {
     auth.admin()?;
     st.agents.revoke(&id).map_err(agents_error)?;
+    if let Err(e) = st
+        .soar
+        .soar
+        .record_audit(&auth.actor(), "agent.revoke", "agent", &id, None, None)
+        .await
+    {
+        tracing::warn!(error = %e, "agent revocation not written to the audit log");
+    }
     Ok(Json(json!({"agent_id": id, "revoked": true})))
 }
 
@@ -293,4 +409,147 @@ async fn import(auth: Caller, State(st): State<AgentApiState>, body: Bytes) -> R
         "osv advisories imported"
     );
     to_json(report)
+}
+
+/// `<os>-<arch>` of this server, the default release target.
+fn server_target() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+#[derive(Deserialize)]
+struct PublishQuery {
+    version: String,
+    #[serde(default = "server_target")]
+    target: String,
+}
+
+async fn publish_release(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Query(q): Query<PublishQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Response> {
+    auth.administrator()?;
+    let agents = st.agents.clone();
+    let (version, target) = (q.version.clone(), q.target.clone());
+    let published =
+        tokio::task::spawn_blocking(move || agents.publish_release(&version, &target, &body))
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+            .map_err(agents_error)?;
+    let after = serde_json::to_value(&published.manifest).unwrap_or_default();
+    if let Err(e) = st
+        .soar
+        .soar
+        .record_audit(
+            &auth.actor(),
+            "agent.release.publish",
+            "agent_release",
+            &format!("{}/{}", q.target, q.version),
+            None,
+            Some(after),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "release publication not written to the audit log");
+    }
+    tracing::info!(user = %auth.name(), version = %q.version, target = %q.target, "agent release published");
+    Ok((StatusCode::CREATED, to_json(published)?))
+}
+
+async fn list_releases(auth: Caller, State(st): State<AgentApiState>) -> R {
+    auth.reader()?;
+    to_json(st.agents.releases())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutRequest {
+    version: String,
+    #[serde(default = "server_target")]
+    target: String,
+    /// Agent ids; absent with `all: true` for every agent.
+    #[serde(default)]
+    agents: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    allow_downgrade: bool,
+    #[serde(default = "default_rollout_ttl")]
+    ttl_secs: u64,
+}
+
+fn default_rollout_ttl() -> u64 {
+    24 * 3600
+}
+
+async fn rollout(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Json(req): Json<RolloutRequest>,
+) -> R {
+    auth.administrator()?;
+    let to = match (req.all, req.agents) {
+        (true, None) => RolloutTargets::All,
+        (false, Some(list)) if !list.is_empty() => RolloutTargets::Agents(list),
+        _ => {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "give either \"all\": true or a non-empty \"agents\" list",
+            ));
+        }
+    };
+    if req.ttl_secs == 0 || req.ttl_secs > 30 * 24 * 3600 {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "ttl_secs must be between 1 and 2592000",
+        ));
+    }
+    let queued = st
+        .agents
+        .rollout(
+            &req.version,
+            &req.target,
+            &to,
+            req.allow_downgrade,
+            std::time::Duration::from_secs(req.ttl_secs),
+        )
+        .map_err(agents_error)?;
+    let after = json!({
+        "agents": queued.iter().map(|c| c.agent_id.as_str()).collect::<Vec<_>>(),
+        "allow_downgrade": req.allow_downgrade,
+        "ttl_secs": req.ttl_secs,
+    });
+    if let Err(e) = st
+        .soar
+        .soar
+        .record_audit(
+            &auth.actor(),
+            "agent.release.rollout",
+            "agent_release",
+            &format!("{}/{}", req.target, req.version),
+            None,
+            Some(after),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "rollout not written to the audit log");
+    }
+    Ok(Json(
+        json!({ "version": req.version, "target": req.target, "commands": queued }),
+    ))
+}
+
+async fn upgrade_history(
+    auth: Caller,
+    State(st): State<AgentApiState>,
+    Path(id): Path<String>,
+) -> R {
+    auth.reader()?;
+    if !st.agents.agents().iter().any(|a| a.agent_id == id) {
+        return Err(agents_error(AgentsError::NotFound(id)));
+    }
+    to_json(st.agents.upgrade_history(&id))
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canh_core::wire::{
-    self, Ack, AgentMessage, EnrolRequest, EnrolResponse, RenewResponse, ServerMessage, Welcome,
-    WireError,
+    self, Ack, AgentMessage, EnrolRequest, EnrolResponse, FetchRelease, ReleaseData, RenewResponse,
+    ServerMessage, UpgradeAck, Welcome, WireError,
 };
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -295,6 +295,9 @@ async fn session<W: AsyncWrite + Unpin>(
                 )));
             }
         }
+        Some(Ok(Some(AgentMessage::FetchRelease(f)))) => {
+            return serve_release(inner, agent_id, wr, &f).await;
+        }
         Some(Err(e)) => return Err(e.into()),
         None | Some(Ok(None)) => return Ok(()),
         Some(Ok(Some(_))) => {
@@ -373,7 +376,18 @@ async fn session<W: AsyncWrite + Unpin>(
                     .or_default()
                     .push(result);
             }
-            AgentMessage::Enrol(_) | AgentMessage::Hello(_) => {
+            AgentMessage::UpgradeReport(report) => {
+                let ack = UpgradeAck {
+                    version: report.version.clone(),
+                    outcome: report.outcome,
+                };
+                // Acknowledged only once stored: the agent keeps its marker until then.
+                inner
+                    .record_upgrade(agent_id, report)
+                    .map_err(|e| SessionEnd::Refused(refusal("internal", e.to_string())))?;
+                write_frame(wr, &ServerMessage::UpgradeAck(ack)).await?;
+            }
+            AgentMessage::Enrol(_) | AgentMessage::Hello(_) | AgentMessage::FetchRelease(_) => {
                 return Err(SessionEnd::Refused(refusal(
                     "protocol",
                     "unexpected message",
@@ -381,6 +395,39 @@ async fn session<W: AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Answers a download connection: the header, then the release's bytes, then the end.
+async fn serve_release<W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    agent_id: &str,
+    wr: &mut W,
+    req: &FetchRelease,
+) -> Result<(), SessionEnd> {
+    let Some((path, manifest)) = inner.release_by_sha(&req.sha256) else {
+        return Err(SessionEnd::Refused(refusal(
+            "not_found",
+            "no published release has this SHA-256",
+        )));
+    };
+    let mut file = tokio::fs::File::open(&path).await?;
+    let size = file.metadata().await?.len();
+    if size != manifest.size {
+        warn!(path = %path.display(), "release binary does not match its manifest");
+        return Err(SessionEnd::Refused(refusal(
+            "internal",
+            "release binary does not match its manifest",
+        )));
+    }
+    let head = ReleaseData {
+        sha256: manifest.sha256.clone(),
+        size,
+    };
+    write_frame(wr, &ServerMessage::ReleaseData(head)).await?;
+    let sent = tokio::io::copy(&mut file, wr).await?;
+    wr.flush().await?;
+    info!(%agent_id, version = %manifest.version, bytes = sent, "release sent to agent");
+    Ok(())
 }
 
 /// Delivers the new part of a batch and returns the sequence number to acknowledge.

@@ -16,14 +16,20 @@
 //!   sequence number reaches the sink once, provided the server does not crash between the
 //!   sink's durability point and the cursor write (a window of one file rename). Every event
 //!   carries `agent.id` and `canh.agent.seq`, so the pipeline can dedup that window too.
+//! * Upgrades ([`releases`]): signed release manifests, rollouts as signed commands, downloads
+//!   over the agent endpoint, and the agents' upgrade reports (failures raise an alert).
 
 pub mod api;
 mod conn;
 pub mod hosts;
 mod pki;
+pub mod releases;
 pub mod vuln;
 
 pub use hosts::{HostInventory, HostVulnerabilities, import_offline, vulndb_path};
+pub use releases::{
+    PublishedRelease, RolloutCommand, RolloutTargets, UpgradeFailure, UpgradeHook, UpgradeRecord,
+};
 pub use vuln::{ImportReport, PatchStatus, PatchTask, VulnDb, VulnerablePackage};
 
 use std::collections::{BTreeMap, HashMap};
@@ -103,6 +109,9 @@ pub enum AgentsError {
     /// No such agent.
     #[error("unknown agent {0}")]
     NotFound(String),
+    /// The thing exists already (a release version).
+    #[error("agents: {0}")]
+    Conflict(String),
 }
 
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentsError {
@@ -150,6 +159,8 @@ pub struct AgentInfo {
     pub last_heartbeat: Option<(DateTime<Utc>, Heartbeat)>,
     /// Highest event sequence number held for it.
     pub acked_seq: u64,
+    /// Its last upgrade report (trial passed, installed, failed), if any.
+    pub upgrade: Option<UpgradeRecord>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -191,6 +202,9 @@ pub(crate) struct Inner {
     opened_at: DateTime<Utc>,
     vulndb: std::sync::RwLock<vuln::VulnDb>,
     patches: Mutex<vuln::PatchBook>,
+    upgrades: Mutex<releases::UpgradeBook>,
+    upgrade_hook: Mutex<Option<UpgradeHook>>,
+    bound: Mutex<Option<(SocketAddr, SocketAddr)>>,
 }
 
 /// The agent registry, CA and endpoints. Cheap to clone; clones share state.
@@ -252,6 +266,7 @@ impl AgentService {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => vuln::PatchBook::default(),
             Err(e) => return Err(io(format!("reading {}", patches_path.display()))(e)),
         };
+        let upgrades = Inner::load_upgrades(&dir)?;
         let ca = pki::Ca::load_or_create(&dir)?;
         let key_path = dir.join("command.key");
         let command_key = match std::fs::read_to_string(&key_path) {
@@ -292,6 +307,9 @@ impl AgentService {
                 opened_at: Utc::now(),
                 vulndb: std::sync::RwLock::new(vulndb),
                 patches: Mutex::new(patches),
+                upgrades: Mutex::new(upgrades),
+                upgrade_hook: Mutex::new(None),
+                bound: Mutex::new(None),
             }),
         };
         // Advisories may have been imported offline since the last start.
@@ -380,6 +398,7 @@ impl AgentService {
     pub fn agents(&self) -> Vec<AgentInfo> {
         let reg = lock(&self.inner.registry);
         let hbs = lock(&self.inner.heartbeats);
+        let ups = lock(&self.inner.upgrades);
         reg.agents
             .iter()
             .map(|(id, rec)| AgentInfo {
@@ -390,6 +409,7 @@ impl AgentService {
                 revoked_at: rec.revoked_at,
                 last_heartbeat: hbs.get(id).cloned(),
                 acked_seq: self.inner.read_cursor(id),
+                upgrade: ups.get(id).and_then(|l| l.last()).cloned(),
             })
             .collect()
     }
@@ -444,11 +464,19 @@ impl AgentService {
         let agent = TcpListener::bind(&cfg.listen)
             .await
             .map_err(io(format!("binding {}", cfg.listen)))?;
+        if let (Ok(e), Ok(a)) = (enrol.local_addr(), agent.local_addr()) {
+            *lock(&self.inner.bound) = Some((e, a));
+        }
         Ok(AgentListener {
             service: self.clone(),
             enrol,
             agent,
         })
+    }
+
+    /// Addresses of the enrolment and agent endpoints once bound (the last [`Self::bind`]).
+    pub fn bound_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        *lock(&self.inner.bound)
     }
 
     /// Binds and serves until the future is dropped or a listener fails.

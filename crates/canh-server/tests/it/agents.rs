@@ -104,7 +104,9 @@ impl Agent {
     fn start(&mut self) {
         let client = self.client.clone();
         let rx = self.stop.subscribe();
-        self.task = Some(tokio::spawn(async move { client.run(rx).await }));
+        self.task = Some(tokio::spawn(async move {
+            client.run(rx).await;
+        }));
     }
 
     async fn stop(mut self) {
@@ -679,7 +681,7 @@ proptest::proptest! {
 }
 
 /// Minimal HTTP/1.1 over a TcpStream: status and body.
-async fn http(
+pub(super) async fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -712,6 +714,7 @@ async fn vulnerability_api_needs_a_user_and_imports_a_zip() {
     let mut c = canh_server::Config::default();
     c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     c.server.http_tls = false;
+    c.server.syslog = None;
     c.agents = cfg();
     let node = canh_server::Node::start(c, dir.path()).await.unwrap();
     let soar = &node.soar.soar;

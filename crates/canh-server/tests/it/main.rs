@@ -10,3 +10,4 @@ mod rsyslog;
 mod rules;
 mod tail;
 mod tls;
+mod upgrades;
