@@ -118,19 +118,35 @@ pub struct Ip<'a> {
     pub frag: Option<FragInfo>,
 }
 
+/// VLAN layers decoded (as Suricata: three).
+pub const MAX_VLANS: usize = 3;
+
+/// Ethernet header addresses of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EtherAddrs {
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// EtherType of the Ethernet header (before any VLAN tag is removed).
+    pub ether_type: u16,
+}
+
 /// Link-layer facts kept with the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkInfo {
-    /// VLAN ids, outermost first (QinQ gives two).
-    pub vlans: [u16; 2],
+    /// VLAN ids, outermost first (QinQ gives two; up to three layers are decoded).
+    pub vlans: [u16; MAX_VLANS],
     /// How many entries of `vlans` are valid.
     pub vlan_count: u8,
+    /// Ethernet addresses, for Ethernet frames.
+    pub ether: Option<EtherAddrs>,
 }
 
 impl LinkInfo {
     /// The VLAN ids seen.
     pub fn vlan_ids(&self) -> &[u16] {
-        &self.vlans[..usize::from(self.vlan_count.min(2))]
+        &self.vlans[..usize::from(self.vlan_count).min(MAX_VLANS)]
     }
 }
 
@@ -184,6 +200,15 @@ pub fn decode_ethernet<'a>(data: &'a [u8], info: &mut LinkInfo) -> Result<Frame<
         .get(..14)
         .ok_or(anomaly("decoder.ethernet.pkt_too_small"))?;
     let ethertype = u16::from_be_bytes([hdr[12], hdr[13]]);
+    let mut dst = [0u8; 6];
+    let mut src = [0u8; 6];
+    dst.copy_from_slice(&hdr[..6]);
+    src.copy_from_slice(&hdr[6..12]);
+    info.ether = Some(EtherAddrs {
+        src,
+        dst,
+        ether_type: ethertype,
+    });
     decode_ethertype(ethertype, &data[14..], info)
 }
 
@@ -196,7 +221,7 @@ fn decode_ethertype<'a>(
     let mut depth = 0;
     while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
         depth += 1;
-        if depth > 3 {
+        if depth > MAX_VLANS {
             return Err(anomaly("decoder.vlan.too_many_layers"));
         }
         let tag = body
@@ -213,6 +238,32 @@ fn decode_ethertype<'a>(
     match ethertype {
         0x0800 => decode_ipv4(body).map(|ip| Frame::Ip(*info, ip)),
         0x86dd => decode_ipv6(body).map(|ip| Frame::Ip(*info, ip)),
+        0x894f => decode_nsh(body, info),
+        _ => Ok(Frame::NotIp),
+    }
+}
+
+/// Decodes a Network Service Header (RFC 8300) and the packet it carries.
+fn decode_nsh<'a>(data: &'a [u8], info: &mut LinkInfo) -> Result<Frame<'a>, Anomaly> {
+    let hdr = data
+        .get(..8)
+        .ok_or(anomaly("decoder.nsh.header_too_small"))?;
+    if hdr[0] >> 6 != 0 {
+        return Err(anomaly("decoder.nsh.unsupported_version"));
+    }
+    // Version (2 bits), O, U, TTL (6 bits), length in 4-byte words (6 bits).
+    let len = usize::from(hdr[1] & 0x3f) * 4;
+    let md_type = hdr[2] & 0x0f;
+    if len < 8 || (md_type == 1 && len != 24) {
+        return Err(anomaly("decoder.nsh.bad_header_length"));
+    }
+    let inner = data
+        .get(len..)
+        .ok_or(anomaly("decoder.nsh.bad_header_length"))?;
+    match hdr[3] {
+        1 => decode_ipv4(inner).map(|ip| Frame::Ip(*info, ip)),
+        2 => decode_ipv6(inner).map(|ip| Frame::Ip(*info, ip)),
+        3 => decode_ethernet(inner, info),
         _ => Ok(Frame::NotIp),
     }
 }
@@ -417,7 +468,12 @@ pub enum Transport<'a> {
         /// Destination port.
         dport: u16,
     },
-    /// Other IP protocols (ESP, ...), tracked as flows without ports.
+    /// ESP: the security parameters index (the rest is encrypted).
+    Esp {
+        /// SPI.
+        spi: u32,
+    },
+    /// Other IP protocols, tracked as flows without ports.
     Other,
 }
 
@@ -482,6 +538,12 @@ pub fn decode_transport(proto: u8, data: &[u8]) -> Result<Transport<'_>, Anomaly
             Ok(Transport::Sctp {
                 sport: u16::from_be_bytes([hdr[0], hdr[1]]),
                 dport: u16::from_be_bytes([hdr[2], hdr[3]]),
+            })
+        }
+        50 => {
+            let hdr = data.get(..8).ok_or(anomaly("decoder.esp.pkt_too_small"))?;
+            Ok(Transport::Esp {
+                spi: u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]),
             })
         }
         _ => Ok(Transport::Other),
@@ -559,6 +621,25 @@ pub fn decode_teredo(payload: &[u8]) -> Option<&[u8]> {
     (declared + 40 == inner.len() && ip.src != ip.dst).then_some(inner)
 }
 
+/// Geneve's UDP port (RFC 8926).
+pub const GENEVE_PORT: u16 = 6081;
+
+/// Decodes a Geneve header (RFC 8926): version 0, options, then the inner frame of the given
+/// protocol type. Returns the protocol type and the inner bytes.
+pub fn decode_geneve(payload: &[u8]) -> Option<(u16, &[u8])> {
+    let hdr = payload.get(..8)?;
+    if hdr[0] >> 6 != 0 {
+        return None;
+    }
+    let opt_len = usize::from(hdr[0] & 0x3f) * 4;
+    let proto = u16::from_be_bytes([hdr[2], hdr[3]]);
+    if !matches!(proto, 0x6558 | 0x0800 | 0x86dd) {
+        return None;
+    }
+    let inner = payload.get(8 + opt_len..)?;
+    (!inner.is_empty()).then_some((proto, inner))
+}
+
 /// Decodes the inner packet of a GRE tunnel.
 pub fn decode_gre_inner(ethertype: u16, payload: &[u8]) -> Result<Frame<'_>, Anomaly> {
     let mut info = LinkInfo::default();
@@ -571,6 +652,59 @@ pub fn decode_gre_inner(ethertype: u16, payload: &[u8]) -> Result<Frame<'_>, Ano
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geneve_header_gives_the_inner_frame() {
+        // Version 0, one 4-byte option, Ethernet payload, VNI 10.
+        let mut g = vec![0x01, 0x00, 0x65, 0x58, 0, 0, 0x0a, 0, 1, 2, 3, 4];
+        g.extend_from_slice(&[0xaa; 14]);
+        let (proto, inner) = decode_geneve(&g).expect("valid Geneve");
+        assert_eq!(proto, 0x6558);
+        assert_eq!(inner, &[0xaa; 14]);
+        g[0] = 0x40; // version 1
+        assert_eq!(decode_geneve(&g), None);
+        assert_eq!(decode_geneve(&g[..7]), None);
+        let arp = [0x00, 0x00, 0x08, 0x06, 0, 0, 0x0a, 0, 1];
+        assert_eq!(decode_geneve(&arp), None);
+    }
+
+    #[test]
+    fn nsh_md_types_1_and_2_carry_ipv4() {
+        // Frames of suricata-verify decode-nsh-type1 and decode-nsh-type2.
+        let ip = "45000022284440004011e96a0a0000010a000002cc99ccf0000e0000646174610a0a";
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let eth = "525400000001525400000002894f";
+        let type1 = hex(&format!(
+            "{eth}0006010100000102000000010000000200000003000000044{}",
+            &ip[1..]
+        ));
+        let type2 = hex(&format!("{eth}00020201000001024{}", &ip[1..]));
+        for frame in [type1, type2] {
+            let Ok(Frame::Ip(_, ip)) = decode_frame(LinkType::Ethernet, &frame) else {
+                panic!("not decoded");
+            };
+            assert_eq!(ip.src.to_string(), "10.0.0.1");
+            assert_eq!(ip.proto, 17);
+        }
+        let bad = hex(&format!("{eth}40020201"));
+        assert!(decode_frame(LinkType::Ethernet, &bad).is_err());
+    }
+
+    #[test]
+    fn esp_header_gives_the_spi() {
+        // ESP header of suricata-verify eve-flow-esp: SPI 123, sequence 1, then ciphertext.
+        let esp = [0, 0, 0, 0x7b, 0, 0, 0, 1, 0xde, 0xad];
+        assert_eq!(decode_transport(50, &esp), Ok(Transport::Esp { spi: 123 }));
+        assert_eq!(
+            decode_transport(50, &esp[..7]).map_err(|a| a.event),
+            Err("decoder.esp.pkt_too_small")
+        );
+    }
 
     fn ipv4_udp(payload: &[u8]) -> Vec<u8> {
         let total = 20 + 8 + payload.len();
@@ -593,6 +727,28 @@ mod tests {
         p.extend_from_slice(&[0x30, 0x39, 0, 53, (ulen >> 8) as u8, ulen as u8, 0, 0]);
         p.extend_from_slice(payload);
         p
+    }
+
+    #[test]
+    fn three_vlan_layers_are_kept_and_a_fourth_is_refused() {
+        // As in suricata-verify eve-flow-vlan-02: tags 1, 10, 100.
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x01, 0x81, 0x00, 0x00, 0x0a]);
+        frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        frame.extend_from_slice(&ipv4_udp(b"abc"));
+        let Ok(Frame::Ip(info, _)) = decode_frame(LinkType::Ethernet, &frame) else {
+            panic!("not decoded");
+        };
+        assert_eq!(info.vlan_ids(), &[1, 10, 100]);
+        let ether = info.ether.expect("ethernet addresses");
+        assert_eq!(ether.ether_type, 0x8100);
+        let mut four = frame[..12].to_vec();
+        four.extend_from_slice(&[0x81, 0x00, 0x00, 0x02]);
+        four.extend_from_slice(&frame[12..]);
+        assert_eq!(
+            decode_frame(LinkType::Ethernet, &four).map_err(|a| a.event),
+            Err("decoder.vlan.too_many_layers")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! EVE JSON records (Suricata-compatible field names).
 
-use crate::decode::Timestamp;
+use crate::decode::{EtherAddrs, Timestamp};
 use crate::flow::{EndReason, Flow};
 use crate::proto::{AppEvent, Direction};
 use crate::rules::{Rule, RuleSet};
@@ -68,19 +68,88 @@ fn flow_header(
     }
 }
 
+/// Suricata's spelling of a MAC address.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}
+
+/// The Ethernet addresses of the packet a record is written for: `ether` is the packet's
+/// header and the direction it travelled. They are oriented like the record's `src_ip` /
+/// `dest_ip`. Without a packet (flow end), the flow's first addresses are used.
+pub type PacketEther = Option<(EtherAddrs, Direction)>;
+
+fn ether_object(rec: &mut Map<String, Value>, flow: &Flow, dir: Direction, ether: PacketEther) {
+    let mut o = Map::new();
+    match ether {
+        Some((e, pkt_dir)) => {
+            let (src, dst) = if pkt_dir == dir {
+                (e.src, e.dst)
+            } else {
+                (e.dst, e.src)
+            };
+            o.insert("ether_type".into(), json!(e.ether_type));
+            o.insert("src_mac".into(), Value::String(mac_string(&src)));
+            o.insert("dest_mac".into(), Value::String(mac_string(&dst)));
+        }
+        None => {
+            let (Some(c), Some(s)) = (flow.macs[0].first(), flow.macs[1].first()) else {
+                return;
+            };
+            let (src, dst) = match dir {
+                Direction::ToServer => (c, s),
+                Direction::ToClient => (s, c),
+            };
+            o.insert("src_mac".into(), Value::String(mac_string(src)));
+            o.insert("dest_mac".into(), Value::String(mac_string(dst)));
+        }
+    }
+    rec.insert("ether".into(), Value::Object(o));
+}
+
+/// The packet a record is written for.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketRef {
+    /// Packet (or flow end) time.
+    pub ts: Timestamp,
+    /// Packet number in the capture (0: no packet, e.g. flow end).
+    pub pcap_cnt: u64,
+    /// Its Ethernet addresses, when EVE logs them.
+    pub ether: PacketEther,
+}
+
+/// Keys of an [`AppEvent`] body written as top-level objects of the record, per event type.
+const SIBLING_OBJECTS: &[(&str, &str)] = &[("smtp", "email")];
+
 /// An application-layer record.
-pub fn app_record(ts: Timestamp, pcap_cnt: u64, flow: &Flow, ev: AppEvent) -> Value {
+pub fn app_record(pkt: PacketRef, flow: &Flow, ev: AppEvent) -> Value {
     let mut rec = Map::new();
     let dir = ev.direction.unwrap_or(Direction::ToServer);
-    flow_header(&mut rec, ts, flow, ev.event_type, dir);
-    if pcap_cnt > 0 {
-        rec.insert("pcap_cnt".into(), json!(pcap_cnt));
+    flow_header(&mut rec, pkt.ts, flow, ev.event_type, dir);
+    ether_object(&mut rec, flow, dir, pkt.ether);
+    if pkt.pcap_cnt > 0 {
+        rec.insert("pcap_cnt".into(), json!(pkt.pcap_cnt));
         rec.insert("pkt_src".into(), Value::String("wire/pcap".into()));
     }
     if let Some(tx) = ev.tx_id {
         rec.insert("tx_id".into(), json!(tx));
     }
-    rec.insert(ev.event_type.into(), Value::Object(ev.body));
+    let mut body = ev.body;
+    if let Some(orig) = flow.app.orig
+        && ev.event_type == "tls"
+    {
+        // TLS inside an HTTP CONNECT tunnel.
+        body.insert("from_proto".into(), Value::String(orig.into()));
+    }
+    // Objects Suricata writes beside the protocol's own (SMTP's `email`).
+    for (et, key) in SIBLING_OBJECTS {
+        if ev.event_type == *et
+            && let Some(v) = body.remove(*key)
+        {
+            rec.insert((*key).into(), v);
+        }
+    }
+    rec.insert(ev.event_type.into(), Value::Object(body));
     Value::Object(rec)
 }
 
@@ -109,13 +178,26 @@ pub fn flow_record(flow: &Flow, reason: EndReason) -> Value {
     if let Some(app) = flow.app.eve_name() {
         rec.insert("app_proto".into(), Value::String(app.into()));
     }
+    if let Some(orig) = flow.app.orig {
+        rec.insert("app_proto_orig".into(), Value::String(orig.into()));
+    }
     if let Some((t, c)) = flow.icmp[0] {
         rec.insert("icmp_type".into(), json!(t));
         rec.insert("icmp_code".into(), json!(c));
     }
+    if let Some(spi) = flow.spi {
+        rec.insert("spi".into(), json!(spi));
+    }
     if let Some((t, c)) = flow.icmp[1] {
         rec.insert("response_icmp_type".into(), json!(t));
         rec.insert("response_icmp_code".into(), json!(c));
+    }
+    if !flow.macs[0].is_empty() || !flow.macs[1].is_empty() {
+        let list = |v: &[[u8; 6]]| -> Vec<String> { v.iter().map(mac_string).collect() };
+        rec.insert(
+            "ether".into(),
+            json!({"src_macs": list(&flow.macs[0]), "dest_macs": list(&flow.macs[1])}),
+        );
     }
     let age = (flow.end.secs - flow.start.secs).max(0);
     rec.insert(
@@ -158,8 +240,7 @@ pub fn flow_record(flow: &Flow, reason: EndReason) -> Value {
 /// An `alert` record for a fired rule. `app` is the application event that matched, if any
 /// (its object is copied into the alert, as Suricata does with `types: [alert: {http...}]`).
 pub fn alert_record(
-    ts: Timestamp,
-    pcap_cnt: u64,
+    pkt: PacketRef,
     flow: &Flow,
     dir: Direction,
     set: &RuleSet,
@@ -167,9 +248,10 @@ pub fn alert_record(
     app: Option<(&str, &Map<String, Value>)>,
 ) -> Value {
     let mut rec = Map::new();
-    flow_header(&mut rec, ts, flow, "alert", dir);
-    if pcap_cnt > 0 {
-        rec.insert("pcap_cnt".into(), json!(pcap_cnt));
+    flow_header(&mut rec, pkt.ts, flow, "alert", dir);
+    ether_object(&mut rec, flow, dir, pkt.ether);
+    if pkt.pcap_cnt > 0 {
+        rec.insert("pcap_cnt".into(), json!(pkt.pcap_cnt));
     }
     let (category, severity) = set.category(rule);
     let action = match rule.action.as_str() {

@@ -1,6 +1,6 @@
 //! Bidirectional flows: keys, counters, TCP state, timeouts and a bounded table.
 
-use crate::decode::{Timestamp, tcp_flags};
+use crate::decode::{MAX_VLANS, Timestamp, tcp_flags};
 use crate::proto::{Direction, ProtocolParser, ProtocolState};
 use crate::stream::{Chunk, Stream};
 use std::collections::{HashMap, VecDeque};
@@ -12,10 +12,23 @@ pub struct FlowKey {
     lo: (IpAddr, u16),
     hi: (IpAddr, u16),
     proto: u8,
-    vlans: [u16; 2],
+    vlans: [u16; MAX_VLANS],
+    spi: u32,
 }
 
 impl FlowKey {
+    /// Builds the key of an ESP packet: one flow per direction and SPI (a security
+    /// association is one-way).
+    pub fn esp(src: IpAddr, dst: IpAddr, spi: u32, vlans: [u16; MAX_VLANS]) -> Self {
+        Self {
+            lo: (src, 0),
+            hi: (dst, 0),
+            proto: 50,
+            vlans,
+            spi,
+        }
+    }
+
     /// Builds the key of a packet.
     pub fn new(
         src: IpAddr,
@@ -23,7 +36,7 @@ impl FlowKey {
         dst: IpAddr,
         dport: u16,
         proto: u8,
-        vlans: [u16; 2],
+        vlans: [u16; MAX_VLANS],
     ) -> Self {
         let (a, b) = ((src, sport), (dst, dport));
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
@@ -32,6 +45,7 @@ impl FlowKey {
             hi,
             proto,
             vlans,
+            spi: 0,
         }
     }
 }
@@ -107,6 +121,8 @@ pub struct AppLayer {
     pub pending: [Vec<u8>; 2],
     /// Parsing stopped in this direction (error or gap).
     pub stopped: [bool; 2],
+    /// The protocol the flow started with, when it changed (HTTP CONNECT tunnel).
+    pub orig: Option<&'static str>,
 }
 
 impl AppLayer {
@@ -117,6 +133,7 @@ impl AppLayer {
             detect_failed: [false; 2],
             pending: [Vec::new(), Vec::new()],
             stopped: [false; 2],
+            orig: None,
         }
     }
 
@@ -141,7 +158,7 @@ pub struct Flow {
     /// IP protocol number.
     pub proto: u8,
     /// VLAN ids.
-    pub vlans: [u16; 2],
+    pub vlans: [u16; MAX_VLANS],
     /// How many VLAN ids apply.
     pub vlan_count: u8,
     /// First packet time.
@@ -177,6 +194,30 @@ pub struct Flow {
     pub app_events: u64,
     /// Signature state (flowbits, alerted).
     pub detect: crate::rules::FlowDetect,
+    /// MAC addresses seen on the client side and on the server side, first seen first
+    /// (kept only when EVE logs Ethernet addresses).
+    pub macs: [Vec<[u8; 6]>; 2],
+    /// ESP security parameters index.
+    pub spi: Option<u32>,
+}
+
+/// Most MAC addresses remembered per side of a flow.
+pub const MAX_FLOW_MACS: usize = 32;
+
+impl Flow {
+    /// Remembers the Ethernet addresses of a packet going `toserver` (or not).
+    pub fn add_macs(&mut self, ether: &crate::decode::EtherAddrs, toserver: bool) {
+        let (client, server) = if toserver {
+            (ether.src, ether.dst)
+        } else {
+            (ether.dst, ether.src)
+        };
+        for (side, mac) in self.macs.iter_mut().zip([client, server]) {
+            if side.len() < MAX_FLOW_MACS && !side.contains(&mac) {
+                side.push(mac);
+            }
+        }
+    }
 }
 
 impl Flow {
@@ -233,6 +274,34 @@ impl Flow {
                 other => other,
             };
         }
+    }
+
+    /// Turns the flow around: the side taken for the client is the server (a session picked
+    /// up midstream whose first data turns out to be a reply). Per-direction state follows.
+    pub fn swap_direction(&mut self) {
+        std::mem::swap(&mut self.client, &mut self.server);
+        self.pkts.swap(0, 1);
+        self.bytes.swap(0, 1);
+        self.tcp_flags.swap(0, 1);
+        self.fin.swap(0, 1);
+        self.icmp.swap(0, 1);
+        self.streams.swap(0, 1);
+        self.held.swap(0, 1);
+        self.held_bytes.swap(0, 1);
+        self.macs.swap(0, 1);
+        self.app.pending.swap(0, 1);
+        self.app.detect_failed.swap(0, 1);
+        self.app.stopped.swap(0, 1);
+    }
+
+    /// Whether the flow has timed out at `now`: its last packet plus the timeout of its
+    /// state is not later than `now` (microsecond precision, as Suricata 8).
+    pub fn timed_out(&self, now: Timestamp, timeouts: &Timeouts) -> bool {
+        let at = Timestamp {
+            secs: self.end.secs.saturating_add(self.timeout(timeouts)),
+            usecs: self.end.usecs,
+        };
+        now >= at
     }
 
     /// Timeout in seconds for the current state.
@@ -370,12 +439,26 @@ impl FlowTable {
         evicted
     }
 
+    /// Removes the flow of `key` if it timed out at `now`, and returns it.
+    pub fn take_timed_out(
+        &mut self,
+        key: &FlowKey,
+        now: Timestamp,
+        timeouts: &Timeouts,
+    ) -> Option<Flow> {
+        if !self.flows.get(key)?.timed_out(now, timeouts) {
+            return None;
+        }
+        self.stats.timed_out += 1;
+        self.flows.remove(key)
+    }
+
     /// Removes flows idle longer than their timeout at `now`.
     pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts) -> Vec<Flow> {
         let expired: Vec<FlowKey> = self
             .flows
             .iter()
-            .filter(|(_, f)| now.secs - f.end.secs > f.timeout(timeouts))
+            .filter(|(_, f)| f.timed_out(now, timeouts))
             .map(|(k, _)| *k)
             .collect();
         let mut out = Vec::with_capacity(expired.len());
@@ -420,7 +503,7 @@ pub fn new_flow(
     ts: Timestamp,
     max_stream_buffer: usize,
 ) -> Flow {
-    let mut v = [0u16; 2];
+    let mut v = [0u16; MAX_VLANS];
     for (slot, id) in v.iter_mut().zip(vlans) {
         *slot = *id;
     }
@@ -430,7 +513,7 @@ pub fn new_flow(
         server,
         proto,
         vlans: v,
-        vlan_count: vlans.len().min(2) as u8,
+        vlan_count: vlans.len().min(MAX_VLANS) as u8,
         start: ts,
         end: ts,
         pkts: [0; 2],
@@ -450,6 +533,8 @@ pub fn new_flow(
         held_bytes: [0; 2],
         app_events: 0,
         detect: crate::rules::FlowDetect::default(),
+        macs: [Vec::new(), Vec::new()],
+        spi: None,
     }
 }
 
@@ -463,9 +548,77 @@ mod tests {
     }
 
     #[test]
+    fn esp_keys_are_one_way_and_per_spi() {
+        let a = FlowKey::esp(ip(1), ip(2), 123, [0; MAX_VLANS]);
+        assert_ne!(a, FlowKey::esp(ip(2), ip(1), 123, [0; MAX_VLANS]));
+        assert_ne!(a, FlowKey::esp(ip(1), ip(2), 321, [0; MAX_VLANS]));
+        assert_eq!(a, FlowKey::esp(ip(1), ip(2), 123, [0; MAX_VLANS]));
+    }
+
+    #[test]
+    fn swapping_a_flow_turns_its_counters_around() {
+        let mut f = new_flow(
+            (ip(2), 80),
+            (ip(1), 38498),
+            6,
+            &[],
+            Timestamp::default(),
+            1024,
+        );
+        f.pkts = [2, 0];
+        f.bytes = [388, 0];
+        f.tcp_flags = [0x18, 0];
+        f.add_macs(
+            &crate::decode::EtherAddrs {
+                src: [2; 6],
+                dst: [1; 6],
+                ether_type: 0x0800,
+            },
+            true,
+        );
+        f.swap_direction();
+        assert_eq!(f.client, (ip(1), 38498));
+        assert_eq!(f.server, (ip(2), 80));
+        assert_eq!(f.pkts, [0, 2]);
+        assert_eq!(f.bytes, [0, 388]);
+        assert_eq!(f.tcp_flags, [0, 0x18]);
+        assert_eq!(f.macs, [vec![[1; 6]], vec![[2; 6]]]);
+    }
+
+    #[test]
+    fn timeouts_count_microseconds() {
+        let mut table = FlowTable::new(1 << 20);
+        let key = FlowKey::new(ip(1), 5, ip(2), 53, 17, [0; MAX_VLANS]);
+        let mut f = new_flow(
+            (ip(1), 5),
+            (ip(2), 53),
+            17,
+            &[],
+            Timestamp::new(70, 53_134),
+            1024,
+        );
+        f.pkts = [1, 0];
+        table.insert(key, f);
+        let t = Timeouts::default();
+        // 30 s for a one-sided UDP flow: not yet at 100.053133, gone at 100.053134.
+        assert!(
+            table
+                .take_timed_out(&key, Timestamp::new(100, 53_133), &t)
+                .is_none()
+        );
+        assert!(
+            table
+                .take_timed_out(&key, Timestamp::new(100, 53_134), &t)
+                .is_some()
+        );
+        assert!(table.is_empty());
+        assert_eq!(table.stats.timed_out, 1);
+    }
+
+    #[test]
     fn both_directions_share_a_key() {
-        let a = FlowKey::new(ip(1), 1000, ip(2), 80, 6, [0; 2]);
-        let b = FlowKey::new(ip(2), 80, ip(1), 1000, 6, [0; 2]);
+        let a = FlowKey::new(ip(1), 1000, ip(2), 80, 6, [0; MAX_VLANS]);
+        let b = FlowKey::new(ip(2), 80, ip(1), 1000, 6, [0; MAX_VLANS]);
         assert_eq!(a, b);
     }
 
@@ -489,7 +642,7 @@ mod tests {
     fn full_table_evicts_the_oldest_flow() {
         let mut t = FlowTable::new(0); // minimum of 16 flows
         for n in 0..20u16 {
-            let key = FlowKey::new(ip(1), n, ip(2), 53, 17, [0; 2]);
+            let key = FlowKey::new(ip(1), n, ip(2), 53, 17, [0; MAX_VLANS]);
             let f = new_flow((ip(1), n), (ip(2), 53), 17, &[], Timestamp::default(), 16);
             let evicted = t.insert(key, f);
             assert_eq!(evicted.is_some(), n >= 16);
@@ -504,7 +657,7 @@ mod tests {
     #[test]
     fn idle_flows_time_out_by_state() {
         let mut t = FlowTable::new(1 << 20);
-        let key = FlowKey::new(ip(1), 5, ip(2), 53, 17, [0; 2]);
+        let key = FlowKey::new(ip(1), 5, ip(2), 53, 17, [0; MAX_VLANS]);
         t.insert(
             key,
             new_flow((ip(1), 5), (ip(2), 53), 17, &[], Timestamp::new(100, 0), 16),

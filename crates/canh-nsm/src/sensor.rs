@@ -11,7 +11,7 @@ use crate::decode::{
 use crate::defrag::{Defrag, DefragOutcome, DefragStats};
 use crate::eve;
 use crate::flow::{EndReason, Flow, FlowKey, FlowStats, FlowTable, Timeouts, new_flow};
-use crate::proto::{AppEvent, Direction, PROTOCOLS, ParseResult, Probe, Transport};
+use crate::proto::{AppEvent, Direction, PROTOCOLS, ParseResult, Probe, ProtocolParser, Transport};
 use crate::rules::buffers::AppData;
 use crate::rules::engine::{FlowInfo, PacketInfo};
 use crate::rules::{Alert, AppProto, DetectState, RuleSet};
@@ -52,6 +52,17 @@ pub struct SensorConfig {
     pub ddos: Option<DdosConfig>,
     /// Seconds a block-list entry stays after its source was last seen.
     pub block_ttl_secs: i64,
+    /// Log Ethernet addresses in EVE records (`ether`), like Suricata's `ethernet: yes`.
+    pub eve_ethernet: bool,
+    /// Log every request header in `http.request_headers` (Suricata's `dump-all-headers`).
+    pub http_request_headers: bool,
+    /// Log every response header in `http.response_headers`.
+    pub http_response_headers: bool,
+    /// DNS record format and filters.
+    pub dns_log: crate::proto::dns::DnsLogConfig,
+    /// Extra ports per application protocol (`app_proto` name, port) on which detection
+    /// trusts the port as well as the content (Suricata's `detection-ports`).
+    pub detection_ports: Vec<(String, u16)>,
 }
 
 impl Default for SensorConfig {
@@ -68,6 +79,11 @@ impl Default for SensorConfig {
             vxlan_port: decode::VXLAN_PORT,
             ddos: Some(DdosConfig::default()),
             block_ttl_secs: 3600,
+            eve_ethernet: false,
+            http_request_headers: false,
+            http_response_headers: false,
+            dns_log: crate::proto::dns::DnsLogConfig::default(),
+            detection_ports: Vec::new(),
         }
     }
 }
@@ -129,6 +145,8 @@ pub struct Sensor<W: Write> {
     alerts: Vec<Alert>,
     ddos: Option<DdosDetector>,
     ddos_events: Vec<DdosEvent>,
+    /// Ethernet addresses of the packet being processed and its direction in its flow.
+    cur_ether: eve::PacketEther,
 }
 
 /// What the current packet contributes to its flow.
@@ -159,6 +177,7 @@ impl<W: Write> Sensor<W> {
             alerts: Vec::new(),
             ddos: cfg.ddos.clone().map(DdosDetector::new),
             ddos_events: Vec::new(),
+            cur_ether: None,
             cfg,
             stats: SensorStats {
                 blocklist: BlockList::with_ttl(block_ttl),
@@ -207,6 +226,7 @@ impl<W: Write> Sensor<W> {
         _origlen: u32,
     ) -> Result<(), NsmError> {
         self.pcap_cnt += 1;
+        self.cur_ether = None;
         self.stats.packets += 1;
         self.stats.bytes += data.len() as u64;
         if ts > self.last_ts {
@@ -287,13 +307,16 @@ impl<W: Write> Sensor<W> {
     }
 
     fn handle_l4(&mut self, pkt: PacketView<'_>, depth: u8) -> Result<(), NsmError> {
-        // Tunnels: only the inner packet makes a flow.
+        // Tunnels: the inner packet makes its own flow (GRE: only the inner one; VXLAN, Geneve
+        // and Teredo keep their outer UDP flow too, as Suricata does).
         match pkt.l4 {
             L4::Gre { ethertype, payload } if depth < MAX_TUNNEL_DEPTH => {
+                // A tunnelled packet counts its own bytes (from the inner header on).
+                let inner_len = payload.len() as u64;
                 return match decode_gre_inner(ethertype, payload) {
                     Ok(Frame::Ip(info, ip)) => {
                         self.stats.tunnelled += 1;
-                        self.handle_ip(pkt.ts, info, ip, pkt.wire_len, depth + 1)
+                        self.handle_ip(pkt.ts, info, ip, inner_len, depth + 1)
                     }
                     Ok(Frame::NotIp) => Ok(()),
                     Err(a) => self.decode_anomaly(pkt.ts, a.event),
@@ -303,14 +326,32 @@ impl<W: Write> Sensor<W> {
                 if dport == self.cfg.vxlan_port && depth < MAX_TUNNEL_DEPTH =>
             {
                 if let Some(inner) = decode::decode_vxlan(payload) {
+                    let ts = pkt.ts;
+                    self.handle_flow(pkt)?;
                     let mut info = LinkInfo::default();
                     return match decode::decode_ethernet(inner, &mut info) {
                         Ok(Frame::Ip(info, ip)) => {
                             self.stats.tunnelled += 1;
-                            self.handle_ip(pkt.ts, info, ip, pkt.wire_len, depth + 1)
+                            self.handle_ip(ts, info, ip, inner.len() as u64, depth + 1)
                         }
                         Ok(Frame::NotIp) => Ok(()),
-                        Err(a) => self.decode_anomaly(pkt.ts, a.event),
+                        Err(a) => self.decode_anomaly(ts, a.event),
+                    };
+                }
+            }
+            L4::Udp { dport, payload, .. }
+                if dport == decode::GENEVE_PORT && depth < MAX_TUNNEL_DEPTH =>
+            {
+                if let Some((proto, inner)) = decode::decode_geneve(payload) {
+                    let ts = pkt.ts;
+                    self.handle_flow(pkt)?;
+                    return match decode_gre_inner(proto, inner) {
+                        Ok(Frame::Ip(info, ip)) => {
+                            self.stats.tunnelled += 1;
+                            self.handle_ip(ts, info, ip, inner.len() as u64, depth + 1)
+                        }
+                        Ok(Frame::NotIp) => Ok(()),
+                        Err(a) => self.decode_anomaly(ts, a.event),
                     };
                 }
             }
@@ -323,12 +364,13 @@ impl<W: Write> Sensor<W> {
             {
                 // Teredo keeps its outer UDP flow (as Suricata does) and adds the inner one.
                 if let Some(inner) = decode::decode_teredo(payload) {
-                    let (ts, wire_len) = (pkt.ts, pkt.wire_len);
+                    let ts = pkt.ts;
                     self.handle_flow(pkt)?;
                     return match decode::decode_ipv6(inner) {
                         Ok(ip) => {
                             self.stats.tunnelled += 1;
-                            self.handle_ip(ts, LinkInfo::default(), ip, wire_len, depth + 1)
+                            let len = inner.len() as u64;
+                            self.handle_ip(ts, LinkInfo::default(), ip, len, depth + 1)
                         }
                         Err(a) => self.decode_anomaly(ts, a.event),
                     };
@@ -367,7 +409,14 @@ impl<W: Write> Sensor<W> {
             }
         }
         let vlans = pkt.link.vlans;
-        let key = FlowKey::new(pkt.src, sport, pkt.dst, dport, pkt.proto, vlans);
+        let key = match pkt.l4 {
+            L4::Esp { spi } => FlowKey::esp(pkt.src, pkt.dst, spi, vlans),
+            _ => FlowKey::new(pkt.src, sport, pkt.dst, dport, pkt.proto, vlans),
+        };
+        // A flow whose timeout passed ends here: this packet starts a new one.
+        if let Some(old) = self.flows.take_timed_out(&key, pkt.ts, &self.cfg.timeouts) {
+            self.end_flow(old, EndReason::Timeout)?;
+        }
         if self.flows.get_mut(&key).is_none() {
             let flow = self.create_flow(&pkt, sport, dport);
             if let Some(evicted) = self.flows.insert(key, flow) {
@@ -378,12 +427,34 @@ impl<W: Write> Sensor<W> {
         let Some(flow) = self.flows.get_mut(&key) else {
             return Ok(());
         };
-        let dir = if (pkt.src, sport) == flow.client && (pkt.dst, dport) == flow.server {
+        let mut dir = if (pkt.src, sport) == flow.client && (pkt.dst, dport) == flow.server {
             Direction::ToServer
         } else {
             Direction::ToClient
         };
+        // Midstream: the first data of the session may show the flow was taken the wrong way
+        // round (a reply sent "to the server").
+        if let L4::Tcp(t) = pkt.l4
+            && dir == Direction::ToServer
+            && flow.midstream
+            && !t.payload.is_empty()
+            && flow.app.proto.is_none()
+            && flow.streams.iter().all(|s| s.next_seq().is_none())
+            && PROTOCOLS.iter().any(|p| {
+                p.transports().contains(&Transport::Tcp)
+                    && p.is_server_reply(Transport::Tcp, t.payload, t.sport)
+            })
+        {
+            flow.swap_direction();
+            dir = Direction::ToClient;
+        }
         let i = dir.index();
+        if self.cfg.eve_ethernet
+            && let Some(e) = pkt.link.ether
+        {
+            flow.add_macs(&e, dir == Direction::ToServer);
+            self.cur_ether = Some((e, dir));
+        }
         flow.pkts[i] += 1;
         flow.bytes[i] += pkt.wire_len;
         if pkt.ts > flow.end {
@@ -411,9 +482,15 @@ impl<W: Write> Sensor<W> {
                 }
                 let usable = flow.streams[i].started() || cfg_midstream || flow.midstream;
                 if !t.payload.is_empty() && t.flags & tcp_flags::RST == 0 && usable {
+                    // Data on a SYN (TCP Fast Open) follows the SYN's sequence number.
+                    let seq = if t.flags & tcp_flags::SYN != 0 {
+                        t.seq.wrapping_add(1)
+                    } else {
+                        t.seq
+                    };
                     let mut chunks = Vec::new();
-                    let start = flow.streams[i].next_seq().unwrap_or(t.seq);
-                    flow.streams[i].add(t.seq, t.payload, &mut chunks);
+                    let start = flow.streams[i].next_seq().unwrap_or(seq);
+                    flow.streams[i].add(seq, t.payload, &mut chunks);
                     hold(flow, dir, start, chunks);
                     if flow.held_bytes[i] > self.cfg.stream_buffer {
                         // Never acknowledged (one-sided capture): stop waiting.
@@ -423,7 +500,7 @@ impl<W: Write> Sensor<W> {
                 }
             }
             L4::Udp { payload, .. } if !payload.is_empty() => {
-                feed_udp(flow, dir, payload, &mut events, &mut anomalies);
+                feed_udp(flow, &self.cfg, dir, payload, &mut events, &mut anomalies);
             }
             L4::Icmp { itype, code, .. } if flow.icmp[i].is_none() => {
                 flow.icmp[i] = Some((itype, code));
@@ -464,15 +541,12 @@ impl<W: Write> Sensor<W> {
                 .match_packet(&mut self.detect, &info, &mut flow.detect, &mut self.alerts);
             for a in &self.alerts {
                 if let Some(rule) = rules.engine.rules.get(a.rule as usize) {
-                    alert_recs.push(eve::alert_record(
-                        pkt.ts,
-                        self.pcap_cnt,
-                        flow,
-                        dir,
-                        rules,
-                        rule,
-                        None,
-                    ));
+                    let at = eve::PacketRef {
+                        ts: pkt.ts,
+                        pcap_cnt: self.pcap_cnt,
+                        ether: self.cur_ether,
+                    };
+                    alert_recs.push(eve::alert_record(at, flow, dir, rules, rule, None));
                 }
             }
         }
@@ -512,7 +586,8 @@ impl<W: Write> Sensor<W> {
         if let L4::Udp { payload, .. } = pkt.l4 {
             // A capture may start with a server's reply: let protocols say so.
             let reply = PROTOCOLS.iter().any(|p| {
-                p.transports().contains(&Transport::Udp) && p.is_server_reply(payload, sport)
+                p.transports().contains(&Transport::Udp)
+                    && p.is_server_reply(Transport::Udp, payload, sport)
             });
             if reply {
                 std::mem::swap(&mut client, &mut server);
@@ -527,6 +602,9 @@ impl<W: Write> Sensor<W> {
             self.cfg.stream_buffer,
         );
         flow.midstream = midstream;
+        if let L4::Esp { spi } = pkt.l4 {
+            flow.spi = Some(spi);
+        }
         let (cs, cd) = match pkt.l4 {
             L4::Icmp { itype, code, .. } => (u16::from(itype), u16::from(code)),
             _ => (client.1, server.1),
@@ -550,6 +628,11 @@ impl<W: Write> Sensor<W> {
             return Ok(());
         }
         let mut recs = Vec::with_capacity(events.len() + anomalies.len());
+        let at = eve::PacketRef {
+            ts,
+            pcap_cnt: self.pcap_cnt,
+            ether: self.cur_ether,
+        };
         if let Some(flow) = self.flows.get_mut(key) {
             flow.app_events += events.len() as u64;
             for ev in events.drain(..) {
@@ -559,9 +642,11 @@ impl<W: Write> Sensor<W> {
                         detect: &mut self.detect,
                         alerts: &mut self.alerts,
                     };
-                    detect_app(parts, ts, self.pcap_cnt, flow, &ev, &mut recs);
+                    detect_app(parts, at, flow, &ev, &mut recs);
                 }
-                recs.push(eve::app_record(ts, self.pcap_cnt, flow, ev));
+                for ev in log_forms(ev, &self.cfg) {
+                    recs.push(eve::app_record(at, flow, ev));
+                }
             }
             for a in anomalies {
                 recs.push(eve::anomaly_record(
@@ -597,6 +682,11 @@ impl<W: Write> Sensor<W> {
             state.close(&mut events);
         }
         let ts = flow.end;
+        let at = eve::PacketRef {
+            ts,
+            pcap_cnt: 0,
+            ether: None,
+        };
         for ev in events {
             let mut recs = Vec::new();
             if let Some(rules) = &self.rules {
@@ -605,9 +695,11 @@ impl<W: Write> Sensor<W> {
                     detect: &mut self.detect,
                     alerts: &mut self.alerts,
                 };
-                detect_app(parts, ts, 0, &mut flow, &ev, &mut recs);
+                detect_app(parts, at, &mut flow, &ev, &mut recs);
             }
-            recs.push(eve::app_record(ts, 0, &flow, ev));
+            for ev in log_forms(ev, &self.cfg) {
+                recs.push(eve::app_record(at, &flow, ev));
+            }
             for rec in &recs {
                 self.write(rec)?;
             }
@@ -723,6 +815,53 @@ impl<W: Write> Sensor<W> {
     }
 }
 
+/// The records an application event is logged as, given the logger options.
+fn log_forms(ev: AppEvent, cfg: &SensorConfig) -> Vec<AppEvent> {
+    match ev.event_type {
+        "http" => vec![with_http_headers(ev, cfg)],
+        "dns" => cfg
+            .dns_log
+            .records(ev.body, ev.direction)
+            .into_iter()
+            .map(|r| AppEvent {
+                event_type: "dns",
+                direction: r.dir,
+                body: r.body,
+                tx_id: ev.tx_id,
+                http: None,
+            })
+            .collect(),
+        _ => vec![ev],
+    }
+}
+
+/// Adds the `request_headers` / `response_headers` arrays to an `http` event when configured.
+fn with_http_headers(mut ev: AppEvent, cfg: &SensorConfig) -> AppEvent {
+    let Some(raw) = ev.http.as_deref() else {
+        return ev;
+    };
+    let list = |head: Option<&crate::proto::http1::parser::Head>| -> Option<Value> {
+        let headers = &head?.headers;
+        if headers.is_empty() {
+            return None;
+        }
+        let items = headers
+            .iter()
+            .map(|(n, v)| json!({"name": n, "value": v}))
+            .collect();
+        Some(Value::Array(items))
+    };
+    let req = list(raw.request.as_ref()).filter(|_| cfg.http_request_headers);
+    let resp = list(raw.response.as_ref()).filter(|_| cfg.http_response_headers);
+    if let Some(v) = req {
+        ev.body.insert("request_headers".into(), v);
+    }
+    if let Some(v) = resp {
+        ev.body.insert("response_headers".into(), v);
+    }
+    ev
+}
+
 /// The detection fields of a sensor, borrowed together.
 struct DetectParts<'a> {
     rules: &'a RuleSet,
@@ -742,8 +881,7 @@ fn app_proto_of(name: &str) -> Option<AppProto> {
 /// Runs application rules on one event and appends the alert records.
 fn detect_app(
     parts: DetectParts<'_>,
-    ts: Timestamp,
-    pcap_cnt: u64,
+    at: eve::PacketRef,
     flow: &mut Flow,
     ev: &AppEvent,
     recs: &mut Vec<Value>,
@@ -758,7 +896,7 @@ fn detect_app(
         direction: ev.direction,
     };
     let info = FlowInfo {
-        ts_secs: ts.secs,
+        ts_secs: at.ts.secs,
         client: flow.client,
         server: flow.server,
         established: flow.state() != crate::flow::FlowState::New,
@@ -771,8 +909,7 @@ fn detect_app(
     for a in parts.alerts.iter() {
         if let Some(rule) = parts.rules.engine.rules.get(a.rule as usize) {
             recs.push(eve::alert_record(
-                ts,
-                pcap_cnt,
+                at,
                 flow,
                 a.dir,
                 parts.rules,
@@ -853,8 +990,15 @@ fn release_acked(flow: &mut Flow, dir: Direction, ack: Option<u32>) -> Vec<Chunk
     out
 }
 
-fn port_match(flow: &Flow, ports: &[u16]) -> bool {
-    ports.contains(&flow.server.1) || ports.contains(&flow.client.1)
+/// Whether either port of the flow is one of the protocol's usual ports or one configured
+/// for it.
+fn port_match(flow: &Flow, p: &dyn ProtocolParser, cfg: &SensorConfig) -> bool {
+    let ports = p.ports();
+    let usual = ports.contains(&flow.server.1) || ports.contains(&flow.client.1);
+    usual
+        || cfg.detection_ports.iter().any(|(id, port)| {
+            id == p.app_proto() && (*port == flow.server.1 || *port == flow.client.1)
+        })
 }
 
 fn feed_tcp_chunks(
@@ -900,39 +1044,51 @@ fn feed_tcp(
             return;
         }
         flow.app.pending[i].extend_from_slice(data);
-        let buf = &flow.app.pending[i];
-        let mut need_more = false;
-        let mut found = None;
-        for p in PROTOCOLS.iter().copied() {
-            if !p.transports().contains(&Transport::Tcp) {
-                continue;
-            }
-            match p.probe(Transport::Tcp, dir, buf, port_match(flow, p.ports())) {
-                Probe::Yes => {
-                    found = Some(p);
-                    break;
-                }
-                Probe::NeedMore => need_more = true,
-                Probe::No => {}
-            }
-        }
-        let Some(p) = found else {
-            if !need_more || buf.len() >= DETECT_BUFFER {
-                flow.app.detect_failed[i] = true;
-                flow.app.pending[i] = Vec::new();
-            }
-            return;
-        };
-        flow.app.proto = Some(p);
-        flow.app.state = Some(p.new_state(Transport::Tcp));
-        flow.app.detect_failed = [false; 2];
-        // Parse what this direction buffered, then what the other one did.
-        run_parser(flow, dir, cfg, events, anomalies);
-        run_parser(flow, dir.flip(), cfg, events, anomalies);
+        detect_tcp(flow, dir, cfg, events, anomalies);
         return;
     }
     flow.app.pending[i].extend_from_slice(data);
     run_parser(flow, dir, cfg, events, anomalies);
+}
+
+/// Tries to detect the protocol of a TCP flow from the bytes buffered in `dir`.
+fn detect_tcp(
+    flow: &mut Flow,
+    dir: Direction,
+    cfg: &SensorConfig,
+    events: &mut Vec<AppEvent>,
+    anomalies: &mut Vec<&'static str>,
+) {
+    let i = dir.index();
+    let buf = &flow.app.pending[i];
+    let mut need_more = false;
+    let mut found = None;
+    for p in PROTOCOLS.iter().copied() {
+        if !p.transports().contains(&Transport::Tcp) {
+            continue;
+        }
+        match p.probe(Transport::Tcp, dir, buf, port_match(flow, p, cfg)) {
+            Probe::Yes => {
+                found = Some(p);
+                break;
+            }
+            Probe::NeedMore => need_more = true,
+            Probe::No => {}
+        }
+    }
+    let Some(p) = found else {
+        if !need_more || buf.len() >= DETECT_BUFFER {
+            flow.app.detect_failed[i] = true;
+            flow.app.pending[i] = Vec::new();
+        }
+        return;
+    };
+    flow.app.proto = Some(p);
+    flow.app.state = Some(p.new_state(Transport::Tcp));
+    flow.app.detect_failed = [false; 2];
+    // Parse what this direction buffered, then what the other one did.
+    run_parser(flow, dir, cfg, events, anomalies);
+    run_parser(flow, dir.flip(), cfg, events, anomalies);
 }
 
 fn run_parser(
@@ -965,11 +1121,27 @@ fn run_parser(
             anomalies.push("applayer.parser_error");
             flow.app.stopped[i] = true;
         }
+        ParseResult::Upgrade { consumed } => {
+            // A tunnel: detect what it carries, starting with the bytes after the hand-over
+            // and whatever the other side has buffered.
+            flow.app.orig = flow.app.orig.or(flow.app.proto.map(|p| p.app_proto()));
+            flow.app.proto = None;
+            flow.app.state = None;
+            flow.app.detect_failed = [false; 2];
+            flow.app.stopped = [false; 2];
+            flow.app.pending[i] = buf.get(consumed..).unwrap_or(&[]).to_vec();
+            for d in [dir, dir.flip()] {
+                if flow.app.proto.is_none() && !flow.app.pending[d.index()].is_empty() {
+                    detect_tcp(flow, d, cfg, events, anomalies);
+                }
+            }
+        }
     }
 }
 
 fn feed_udp(
     flow: &mut Flow,
+    cfg: &SensorConfig,
     dir: Direction,
     payload: &[u8],
     events: &mut Vec<AppEvent>,
@@ -982,7 +1154,7 @@ fn feed_udp(
         }
         let found = PROTOCOLS.iter().copied().find(|p| {
             p.transports().contains(&Transport::Udp)
-                && p.probe(Transport::Udp, dir, payload, port_match(flow, p.ports())) == Probe::Yes
+                && p.probe(Transport::Udp, dir, payload, port_match(flow, *p, cfg)) == Probe::Yes
         });
         let Some(p) = found else {
             flow.app.detect_failed[i] = true;
@@ -996,7 +1168,7 @@ fn feed_udp(
         return;
     };
     match state.parse(dir, payload, events) {
-        ParseResult::Consumed => {}
+        ParseResult::Consumed | ParseResult::Upgrade { .. } => {}
         ParseResult::Incomplete { .. } | ParseResult::Error => {
             anomalies.push("applayer.malformed_data");
         }

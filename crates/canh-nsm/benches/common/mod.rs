@@ -2,6 +2,7 @@
 
 use canh_nsm::decode::{LinkType, Timestamp};
 
+#[allow(dead_code)] // Not every benchmark binary uses both loaders.
 const CAPTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/datasets/pcap/lateral-movement/aug19.pcap"
@@ -10,9 +11,16 @@ const CAPTURE: &str = concat!(
 /// One captured frame: time, link type, bytes.
 pub(crate) type Frame = (Timestamp, LinkType, Vec<u8>);
 
+#[allow(dead_code)]
 pub(crate) fn load() -> Vec<Frame> {
+    load_from(CAPTURE)
+}
+
+/// Loads any pcap/pcapng file into memory.
+#[allow(dead_code)] // Not every benchmark binary uses both loaders.
+pub(crate) fn load_from(path: &str) -> Vec<Frame> {
     use pcap_parser::{PcapBlockOwned, PcapError};
-    let file = std::fs::File::open(CAPTURE).expect("shared capture present");
+    let file = std::fs::File::open(path).expect("shared capture present");
     let mut reader = pcap_parser::create_reader(1 << 20, file).expect("pcap");
     let mut link = LinkType::Ethernet;
     let mut frames = Vec::new();

@@ -3,8 +3,11 @@
 //! A protocol is one folder `src/proto/<id>/` with `mod.rs` (detection and per-flow state) and
 //! `parser.rs` (pure parsing), plus one line in [`PROTOCOLS`].
 
+pub mod dhcp;
 pub mod dns;
+pub mod ftp;
 pub mod http1;
+pub mod smtp;
 pub mod ssh;
 pub mod tls;
 
@@ -71,6 +74,12 @@ pub enum ParseResult {
     },
     /// The data is not this protocol any more; stop parsing this direction.
     Error,
+    /// The protocol hands the connection over after `consumed` bytes (an HTTP CONNECT
+    /// tunnel was set up): what follows, both ways, is detected afresh.
+    Upgrade {
+        /// Bytes used from the start of the input.
+        consumed: usize,
+    },
 }
 
 /// An application-layer record, written as one EVE line.
@@ -80,7 +89,8 @@ pub struct AppEvent {
     pub event_type: &'static str,
     /// Log it with source/destination of this direction (`None`: the flow's direction).
     pub direction: Option<Direction>,
-    /// The protocol object.
+    /// The protocol object. For `smtp`, its `email` member is written beside it, as Suricata
+    /// does.
     pub body: Map<String, Value>,
     /// Transaction id, if the protocol numbers transactions.
     pub tx_id: Option<u64>,
@@ -115,9 +125,10 @@ pub trait ProtocolParser: Sync + 'static {
     /// Looks at the first bytes of a direction. `port_match` tells if either port is one of
     /// [`ProtocolParser::ports`].
     fn probe(&self, transport: Transport, dir: Direction, data: &[u8], port_match: bool) -> Probe;
-    /// Whether the first datagram of a UDP flow, sent from `sport`, is a server's reply (the
-    /// flow's client is then its destination).
-    fn is_server_reply(&self, _payload: &[u8], _sport: u16) -> bool {
+    /// Whether the first payload of a flow (a UDP datagram, or TCP data of a session picked up
+    /// midstream), sent from `sport`, is a server's reply (the flow's client is then its
+    /// destination).
+    fn is_server_reply(&self, _transport: Transport, _payload: &[u8], _sport: u16) -> bool {
         false
     }
     /// Fresh per-flow state.
@@ -129,7 +140,10 @@ pub static PROTOCOLS: &[&dyn ProtocolParser] = &[
     &http1::Http1Protocol,
     &tls::TlsProtocol,
     &ssh::SshProtocol,
+    &smtp::SmtpProtocol,
+    &ftp::FtpProtocol,
     &dns::DnsProtocol,
+    &dhcp::DhcpProtocol,
 ];
 
 /// Looks up a protocol by id.

@@ -1,9 +1,18 @@
 //! Conformance with Suricata: runs the sensor over the suricata-verify test cases (pcap +
 //! `test.yaml`) and evaluates their `filter` checks on the EVE records Canh writes.
 //!
-//! Only checks whose `event_type` Canh produces (dns, http, tls, ssh, flow) are counted.
+//! Only checks whose `event_type` Canh produces (dns, http, tls, ssh, smtp, ftp, dhcp,
+//! flow) are counted.
 //! Skipped, and reported as such: tests that need Suricata options Canh does not emulate,
 //! checks that depend on alerts (`flow.alerted: true`), and checks for other Suricata versions.
+//!
+//! Logger options are taken from the test's own configuration, as Suricata would: the
+//! `eve-log` output of its suricata.yaml that writes the file a check reads (`filename`,
+//! default `eve.json`) gives `ethernet`, `community-id-seed`, the `dns` options (`version`,
+//! `requests`, `responses`, `types`) and the `http` option `dump-all-headers`; the
+//! `SURICATA_EVE_DNS_VERSION` variable of the test's `env` sets the DNS record version. A check
+//! on a file the configuration does not define is skipped. `has-key` / `not-has-key` test
+//! whether the path (or each path of a list) exists in the record.
 
 use canh_nsm::{Sensor, SensorConfig};
 use serde_json::Value as Json;
@@ -17,17 +26,20 @@ pub(super) const SV_DIR: &str = concat!(
 );
 /// The Suricata version whose expectations are checked.
 const EMULATED_VERSION: (u64, u64) = (8, 0);
-const PROTOCOLS: &[&str] = &["dns", "http", "tls", "ssh", "flow"];
+const PROTOCOLS: &[&str] = &["dns", "http", "tls", "ssh", "smtp", "ftp", "dhcp", "flow"];
 /// `app_proto` values Canh can produce.
-const CANH_APP_PROTOS: &[&str] = &["dns", "http", "tls", "ssh", "failed"];
+const CANH_APP_PROTOS: &[&str] = &["dns", "http", "tls", "ssh", "smtp", "ftp", "dhcp", "failed"];
 
 /// Minimum passing checks per protocol (raise when Canh improves; never lower silently).
 const FLOORS: &[(&str, usize)] = &[
-    ("dns", 207),
-    ("http", 35),
-    ("tls", 27),
-    ("ssh", 4),
-    ("flow", 50),
+    ("dns", 243),
+    ("http", 52),
+    ("tls", 35),
+    ("ssh", 5),
+    ("smtp", 46),
+    ("ftp", 16),
+    ("dhcp", 4),
+    ("flow", 84),
 ];
 
 pub(super) fn find_tests(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -70,8 +82,50 @@ pub(super) fn version_ok(req: Option<&Yaml>) -> bool {
     true
 }
 
+/// The EVE file checks read when they name none.
+const DEFAULT_EVE: &str = "eve.json";
+
+fn yaml_string(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn yaml_true(v: &Yaml) -> bool {
+    yaml_string(v).is_some_and(|s| matches!(s.as_str(), "yes" | "true" | "on"))
+}
+
+/// The `eve-log` output of the test's suricata.yaml that writes `filename`.
+fn eve_output(dir: &Path, filename: &str) -> Option<Yaml> {
+    let text = std::fs::read_to_string(dir.join("suricata.yaml")).ok()?;
+    // Drop the `%YAML` directive line.
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('%'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let doc: Yaml = serde_yaml::from_str(&body).ok()?;
+    doc.get("outputs")?.as_sequence()?.iter().find_map(|o| {
+        let eve = o.get("eve-log")?;
+        let name = eve
+            .get("filename")
+            .and_then(Yaml::as_str)
+            .unwrap_or(DEFAULT_EVE);
+        (name == filename).then(|| eve.clone())
+    })
+}
+
 /// Sensor settings for a test's arguments, or None if it needs options Canh lacks.
 pub(super) fn config_for(test: &Yaml, dir: &Path) -> Option<SensorConfig> {
+    config_for_output(test, dir, DEFAULT_EVE)
+}
+
+/// Sensor settings for the EVE output `filename` of a test (its logger options), or None if
+/// the test needs options Canh lacks or defines no such output.
+fn config_for_output(test: &Yaml, dir: &Path, filename: &str) -> Option<SensorConfig> {
     let mut cfg = SensorConfig {
         stats_record: false,
         ddos: None,
@@ -86,21 +140,83 @@ pub(super) fn config_for(test: &Yaml, dir: &Path) -> Option<SensorConfig> {
                     "-k" => {
                         words.next();
                     }
+                    // Settings that only ask for what Canh always does are accepted: VXLAN
+                    // decoding, JA4 and HASSH fingerprints, unlimited reassembly depth; the run
+                    // mode does not change output. DNS detection ports map to Canh's own.
                     "--set" => match words.next()? {
                         "stream.midstream=true" => cfg.midstream = true,
-                        _ => return None,
+                        "decoder.vxlan.enabled=true"
+                        | "app-layer.protocols.tls.ja4-fingerprints=yes"
+                        | "app-layer.protocols.ssh.hassh=yes"
+                        | "stream.reassembly.depth=0" => {}
+                        s => {
+                            let port = s
+                                .strip_prefix("app-layer.protocols.dns.detection-ports.dp=")
+                                .or_else(|| {
+                                    s.strip_prefix(
+                                        "app-layer.protocols.dns.tcp.detection-ports.dp=",
+                                    )
+                                })?;
+                            cfg.detection_ports.push(("dns".into(), port.parse().ok()?));
+                        }
                     },
+                    "--runmode=single" => {}
                     _ => return None,
                 }
             }
         }
     }
-    if let Ok(yaml) = std::fs::read_to_string(dir.join("suricata.yaml"))
-        && let Some(line) = yaml
-            .lines()
-            .find(|l| l.trim().starts_with("community-id-seed:"))
+    let env_dns = test
+        .get("env")
+        .and_then(|e| e.get("SURICATA_EVE_DNS_VERSION"))
+        .and_then(|v| yaml_string(v)?.parse().ok());
+    if let Some(v) = env_dns {
+        cfg.dns_log.version = v;
+    }
+    let Some(eve) = eve_output(dir, filename) else {
+        // Checks on an output file the test's configuration does not define.
+        return (filename == DEFAULT_EVE).then_some(cfg);
+    };
+    if let Some(seed) = eve.get("community-id-seed") {
+        cfg.community_id_seed = yaml_string(seed)?.parse().ok()?;
+    }
+    // Suricata's default is off.
+    cfg.eve_ethernet = eve.get("ethernet").is_some_and(yaml_true);
+    for t in eve
+        .get("types")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
     {
-        cfg.community_id_seed = line.split(':').nth(1)?.trim().parse().ok()?;
+        if let Some(dns) = t.get("dns") {
+            if let Some(v) = dns.get("version").and_then(yaml_string) {
+                cfg.dns_log.version = v.parse().ok()?;
+            }
+            cfg.dns_log.requests = dns.get("requests").is_none_or(yaml_true);
+            cfg.dns_log.responses = dns.get("responses").is_none_or(yaml_true);
+            if let Some(types) = dns.get("types").and_then(Yaml::as_sequence) {
+                cfg.dns_log.types = types
+                    .iter()
+                    .filter_map(yaml_string)
+                    .map(|t| t.to_ascii_uppercase())
+                    .collect();
+            }
+        }
+        if let Some(http) = t.get("http") {
+            match http
+                .get("dump-all-headers")
+                .and_then(yaml_string)
+                .as_deref()
+            {
+                Some("both") => {
+                    cfg.http_request_headers = true;
+                    cfg.http_response_headers = true;
+                }
+                Some("request") => cfg.http_request_headers = true,
+                Some("response") => cfg.http_response_headers = true,
+                _ => {}
+            }
+        }
     }
     Some(cfg)
 }
@@ -207,10 +323,45 @@ pub(super) fn matches(rec: &Json, m: &serde_yaml::Mapping) -> bool {
             }
         }
         if key == "has-key" || key == "not-has-key" {
-            return false;
+            // One path or a list of paths.
+            let paths: Vec<&str> = match expected {
+                Yaml::Sequence(s) => s.iter().filter_map(Yaml::as_str).collect(),
+                other => other.as_str().into_iter().collect(),
+            };
+            return !paths.is_empty()
+                && paths
+                    .iter()
+                    .all(|p| lookup(rec, p).is_some() == (key == "has-key"));
         }
         lookup(rec, key).is_some_and(|actual| equal(expected, actual.as_ref()))
     })
+}
+
+/// Verbose diagnosis: for the records of the check's event type, which keys differ.
+fn explain(records: &[Json], m: &serde_yaml::Mapping) {
+    let et = m.get("event_type").and_then(Yaml::as_str);
+    let same: Vec<&Json> = records
+        .iter()
+        .filter(|r| r.get("event_type").and_then(Json::as_str) == et)
+        .collect();
+    eprintln!("    {} records of this event type", same.len());
+    for r in same.iter().take(4) {
+        let diffs: Vec<String> = m
+            .iter()
+            .filter(|(k, v)| {
+                let mut one = serde_yaml::Mapping::new();
+                one.insert((*k).clone(), (*v).clone());
+                !matches(r, &one)
+            })
+            .map(|(k, _)| {
+                let k = k.as_str().unwrap_or("?");
+                let base = k.split(".__").next().unwrap_or(k);
+                let got = lookup(r, base).map(|v| v.to_string());
+                format!("{k}={}", got.as_deref().unwrap_or("<missing>"))
+            })
+            .collect();
+        eprintln!("    differs: {}", diffs.join(" | "));
+    }
 }
 
 #[derive(Default, Debug)]
@@ -282,21 +433,62 @@ fn suricata_verify_checks_pass_at_or_above_the_floors() {
                 skipped_checks += 1;
                 continue;
             }
-            wanted.push((proto, filter.get("count").and_then(Yaml::as_u64), m.clone()));
+            let file = filter
+                .get("filename")
+                .and_then(Yaml::as_str)
+                .unwrap_or(DEFAULT_EVE)
+                .to_string();
+            wanted.push((
+                proto,
+                filter.get("count").and_then(Yaml::as_u64),
+                m.clone(),
+                file,
+            ));
         }
         if wanted.is_empty() {
             continue;
         }
         let runnable = version_ok(test.get("requires"))
             && test.get("requires").and_then(|r| r.get("pcap")) != Some(&Yaml::Bool(false));
-        let cfg = config_for(&test, dir).filter(|_| runnable);
-        let (Some(cfg), Some(pcap)) = (cfg, pcap_for(&test, dir)) else {
+        let name = dir
+            .strip_prefix(SV_DIR)
+            .unwrap_or(dir)
+            .display()
+            .to_string();
+        let Some(pcap) = pcap_for(&test, dir).filter(|_| runnable) else {
+            if verbose {
+                eprintln!("SKIP {name}: not runnable here (version or capture)");
+            }
             skipped_tests += 1;
             skipped_checks += wanted.len();
             continue;
         };
-        let records = run_sensor(&pcap, cfg);
-        for (proto, count, m) in wanted {
+        // One run per EVE output the checks read (each with its logger options).
+        let mut outputs: BTreeMap<String, Option<Vec<Json>>> = BTreeMap::new();
+        for (_, _, _, file) in &wanted {
+            if !outputs.contains_key(file) {
+                let records = config_for_output(&test, dir, file).map(|c| run_sensor(&pcap, c));
+                outputs.insert(file.clone(), records);
+            }
+        }
+        if outputs.values().all(Option::is_none) {
+            if verbose {
+                eprintln!("SKIP {name}: needs options Canh does not emulate");
+            }
+            skipped_tests += 1;
+        }
+        if let Some(want) = std::env::var_os("CANH_CONFORMANCE_DUMP")
+            && dir.ends_with(&want)
+        {
+            for r in outputs.values().flatten().flatten() {
+                eprintln!("EVE {r}");
+            }
+        }
+        for (proto, count, m, file) in wanted {
+            let Some(Some(records)) = outputs.get(&file) else {
+                skipped_checks += 1;
+                continue;
+            };
             let n = records.iter().filter(|r| matches(r, &m)).count();
             let ok = match count {
                 Some(c) => n as u64 == c,
@@ -307,8 +499,8 @@ fn suricata_verify_checks_pass_at_or_above_the_floors() {
             if ok {
                 t.pass += 1;
             } else if verbose {
-                let name = dir.strip_prefix(SV_DIR).unwrap_or(dir).display();
                 eprintln!("FAIL {name} [{proto}] want {count:?} got {n}: {m:?}");
+                explain(records, &m);
             }
         }
     }

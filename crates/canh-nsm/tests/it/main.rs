@@ -5,6 +5,7 @@
 mod alerts;
 mod conformance;
 mod ddos;
+mod mail_ftp_dhcp;
 mod pcaps;
 mod robustness;
 mod rules;

@@ -11,7 +11,7 @@ proptest! {
     #[test]
     fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256), dlt in 0i32..300) {
         let _ = decode_frame(LinkType::from_dlt(dlt), &data);
-        for proto in [1u8, 6, 17, 47, 58, 132] {
+        for proto in [1u8, 6, 17, 47, 50, 58, 132] {
             let _ = decode_transport(proto, &data);
         }
         prop_assert!(true);
@@ -37,6 +37,25 @@ proptest! {
             }
         }
         prop_assert!(true);
+    }
+
+    #[test]
+    fn lenient_http_heads_and_sslv2_hellos_never_panic(
+        lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8),
+        request in any::<bool>(),
+    ) {
+        use canh_nsm::proto::http1::parser::{HeadResult, parse_head_lenient};
+        use canh_nsm::proto::tls::parser::parse_sslv2_client_hello;
+        // Line-structured input reaches the head parser's inner branches.
+        let mut data = lines.join(&b'\n');
+        data.extend_from_slice(b"\n\n");
+        if let HeadResult::Done(h) = parse_head_lenient(&data, request) {
+            prop_assert!(h.len <= data.len());
+        }
+        let _ = parse_sslv2_client_hello(&data);
+        let mut hello = vec![1u8, 3, 1];
+        hello.extend_from_slice(&data);
+        let _ = parse_sslv2_client_hello(&hello);
     }
 
     #[test]

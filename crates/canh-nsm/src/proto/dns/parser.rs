@@ -25,7 +25,12 @@ pub struct Question {
     pub rtype: u16,
     /// Query class.
     pub class: u16,
+    /// The name was longer than [`MAX_NAME_LEN`] and was cut.
+    pub truncated: bool,
 }
+
+/// Longest name kept, in characters (as Suricata, after dnsmasq); longer ones are cut.
+pub const MAX_NAME_LEN: usize = 1025;
 
 /// Record data, decoded for the types EVE shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +70,28 @@ pub enum RData {
         /// Fingerprint bytes.
         fingerprint: Vec<u8>,
     },
+    /// NULL: opaque bytes, written like Suricata writes bytes as a string.
+    Null(String),
     /// Anything else: raw bytes.
     Raw(Vec<u8>),
+}
+
+/// Bytes as EVE text, as Suricata writes them: UTF-8 as is, otherwise ASCII bytes as
+/// characters and the others as `\xNN`.
+pub fn bytes_text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => b
+            .iter()
+            .map(|&c| {
+                if c < 0x80 {
+                    char::from(c).to_string()
+                } else {
+                    format!("\\x{c:02x}")
+                }
+            })
+            .collect(),
+    }
 }
 
 /// A resource record.
@@ -135,20 +160,32 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// Reads a (possibly compressed) name at `pos`; returns the name and the position after it.
 pub fn read_name(msg: &[u8], pos: usize) -> Option<(String, usize)> {
+    read_name_checked(msg, pos).map(|(name, at, _)| (name, at))
+}
+
+/// Like [`read_name`], also telling whether the name was cut at [`MAX_NAME_LEN`].
+pub fn read_name_checked(msg: &[u8], pos: usize) -> Option<(String, usize, bool)> {
+    let mut truncated = false;
     let mut name = String::new();
     let mut at = pos;
     let mut end = None;
-    let mut jumps = 0;
+    let mut segments = 0;
     loop {
+        // At most 255 labels and pointers (as Suricata): this also ends pointer loops. Past a
+        // pointer the name's end is known, so the name is kept, cut.
+        segments += 1;
+        if segments > 255 {
+            return end.map(|after| (name, after, true));
+        }
         let len = *msg.get(at)?;
         match len & 0xc0 {
             0x00 => {
                 if len == 0 {
                     let after = end.unwrap_or(at + 1);
-                    return Some((name, after));
+                    return Some((name, after, truncated));
                 }
                 let label = msg.get(at + 1..at + 1 + usize::from(len))?;
-                if name.len() < 1024 {
+                if !truncated {
                     if !name.is_empty() {
                         name.push('.');
                     }
@@ -159,18 +196,25 @@ pub fn read_name(msg: &[u8], pos: usize) -> Option<(String, usize)> {
                             name.push_str(&format!("\\x{c:02x}"));
                         }
                     }
+                    if name.len() > MAX_NAME_LEN {
+                        // The name is ASCII (other bytes are escaped): any cut is a boundary.
+                        name.truncate(MAX_NAME_LEN);
+                        truncated = true;
+                    }
                 }
                 at += 1 + usize::from(len);
             }
             0xc0 => {
                 let target = usize::from(u16_at(msg, at)? & 0x3fff);
+                if target >= msg.len() {
+                    return None;
+                }
+                if target == at {
+                    // A pointer to itself: the name ends here if a pointer led to it.
+                    return Some((name, end?, true));
+                }
                 if end.is_none() {
                     end = Some(at + 2);
-                }
-                jumps += 1;
-                // Loops and forward pointers chains are cut after a bounded number of jumps.
-                if jumps > 32 || target >= msg.len() {
-                    return None;
                 }
                 at = target;
             }
@@ -211,7 +255,7 @@ fn read_rdata(msg: &[u8], rtype: u16, start: usize, len: usize) -> Option<RData>
             while p < data.len() {
                 let l = usize::from(data[p]);
                 let s = data.get(p + 1..p + 1 + l)?;
-                strings.push(String::from_utf8_lossy(s).into_owned());
+                strings.push(bytes_text(s));
                 p += 1 + l;
             }
             RData::Txt(strings)
@@ -222,6 +266,7 @@ fn read_rdata(msg: &[u8], rtype: u16, start: usize, len: usize) -> Option<RData>
             port: u16_at(data, 4)?,
             name: read_name(msg, start + 6)?.0,
         },
+        10 => RData::Null(bytes_text(data)),
         44 if len >= 2 => RData::Sshfp {
             algo: data[0],
             fp_type: data[1],
@@ -295,10 +340,15 @@ pub fn parse_message(msg: &[u8]) -> Result<Message, DnsError> {
     };
     let mut pos = 12;
     for _ in 0..qd {
-        let (name, p) = read_name(msg, pos).ok_or(DnsError::BadQuestion)?;
+        let (name, p, truncated) = read_name_checked(msg, pos).ok_or(DnsError::BadQuestion)?;
         let rtype = u16_at(msg, p).ok_or(DnsError::BadQuestion)?;
         let class = u16_at(msg, p + 2).ok_or(DnsError::BadQuestion)?;
-        m.questions.push(Question { name, rtype, class });
+        m.questions.push(Question {
+            name,
+            rtype,
+            class,
+            truncated,
+        });
         pos = p + 4;
     }
     let ok = read_records(msg, &mut pos, an, &mut m.answers)
@@ -416,6 +466,33 @@ mod tests {
     }
 
     #[test]
+    fn long_names_are_cut_at_1025_characters() {
+        // A query for 20 labels of 63 'a' (1279 characters), as in dns-truncated-rname.
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..20 {
+            msg.push(63);
+            msg.extend_from_slice(&[b'a'; 63]);
+        }
+        msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let m = parse_message(&msg).expect("valid message");
+        assert_eq!(m.questions[0].name.len(), MAX_NAME_LEN);
+        assert!(m.questions[0].truncated);
+        assert_eq!(m.questions[0].rtype, 1);
+        let short = parse_message(&msg[..12 + 64 * 2])
+            .map(|m| m.questions.len())
+            .unwrap_or(0);
+        assert_eq!(short, 0);
+    }
+
+    #[test]
+    fn null_rdata_is_text_with_escaped_high_bytes() {
+        // The NULL answer of suricata-verify dns-udp-null.
+        let b = b"VACKD\x03\xc5\xe9\x01";
+        assert_eq!(bytes_text(b), "VACKD\u{3}\\xc5\\xe9\u{1}");
+        assert_eq!(bytes_text("ví dụ".as_bytes()), "ví dụ");
+    }
+
+    #[test]
     fn response_with_compressed_answer_parses() {
         let m = parse_message(&sample_response()).unwrap();
         assert_eq!(m.id, 0x1234);
@@ -445,6 +522,13 @@ mod tests {
         let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
         assert_eq!(parse_message(&m), Err(DnsError::BadQuestion));
+        // A two-pointer loop is cut after 255 segments, its end being known.
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[1, b'a', 0xc0, 20, 0, 1, 0, 1, 0xc0, 12]);
+        let parsed = parse_message(&m).expect("kept");
+        assert!(parsed.questions[0].truncated);
+        assert!(parsed.questions[0].name.starts_with("a.a.a"));
+        assert_eq!(parsed.questions[0].rtype, 1);
     }
 
     #[test]

@@ -39,6 +39,10 @@ impl ProtocolParser for Http1Protocol {
             None => Probe::NeedMore,
         }
     }
+    fn is_server_reply(&self, transport: Transport, payload: &[u8], _sport: u16) -> bool {
+        // A session picked up midstream whose first data is a status line.
+        transport == Transport::Tcp && looks_like_response(payload) == Some(true)
+    }
     fn new_state(&self, _t: Transport) -> Box<dyn ProtocolState> {
         Box::new(Http1State::default())
     }
@@ -80,6 +84,8 @@ struct Http1State {
     resp_body: Body,
     /// The response being read belongs to txs[resp_tx] (front when reading).
     resp_open: bool,
+    /// A CONNECT request awaits its response: later request bytes may be tunnel data.
+    connect_pending: bool,
 }
 
 impl Http1State {
@@ -114,6 +120,20 @@ impl Http1State {
     fn parse_requests(&mut self, data: &[u8]) -> ParseResult {
         let mut at = 0;
         while at < data.len() {
+            if self.connect_pending {
+                // Hold what follows a CONNECT until the proxy answers it (a stray line end
+                // after the request is still HTTP).
+                while at < data.len() && (data[at] == b'\r' || data[at] == b'\n') {
+                    at += 1;
+                }
+                if at == data.len() {
+                    break;
+                }
+                return ParseResult::Incomplete {
+                    consumed: at,
+                    needed: 0,
+                };
+            }
             if self.req_body != Body::None {
                 let Some(tx) = self.txs.back_mut() else {
                     self.req_body = Body::None;
@@ -159,6 +179,10 @@ impl Http1State {
                     if self.txs.len() >= MAX_PENDING_TX {
                         return ParseResult::Error;
                     }
+                    self.connect_pending = head
+                        .method
+                        .as_deref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
                     self.txs.push_back(Tx {
                         request: Some(head),
                         ..Tx::default()
@@ -217,13 +241,19 @@ impl Http1State {
                         // A response without a request: log it on its own.
                         self.txs.push_front(Tx::default());
                     }
-                    let is_head = self
+                    let method = self
                         .txs
                         .front()
                         .and_then(|tx| tx.request.as_ref())
-                        .and_then(|r| r.method.as_deref())
-                        .is_some_and(|m| m.eq_ignore_ascii_case("HEAD"));
-                    let no_body = is_head || status == 204 || status == 304 || status == 101;
+                        .and_then(|r| r.method.as_deref());
+                    let is_head = method.is_some_and(|m| m.eq_ignore_ascii_case("HEAD"));
+                    let is_connect = method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
+                    let tunnel = is_connect && (200..300).contains(&status);
+                    if is_connect {
+                        self.connect_pending = false;
+                    }
+                    let no_body =
+                        is_head || tunnel || status == 204 || status == 304 || status == 101;
                     self.resp_body = if no_body {
                         Body::None
                     } else {
@@ -239,6 +269,13 @@ impl Http1State {
                     }
                     if self.resp_body == Body::None {
                         self.log_front(out);
+                        if tunnel {
+                            // The proxy opened the tunnel: the rest is another protocol.
+                            while at < data.len() && (data[at] == b'\r' || data[at] == b'\n') {
+                                at += 1;
+                            }
+                            return ParseResult::Upgrade { consumed: at };
+                        }
                         if status == 101 {
                             // Protocol switch: what follows is not HTTP/1.
                             return ParseResult::Error;
@@ -268,8 +305,10 @@ impl ProtocolState for Http1State {
             Direction::ToClient => &mut self.resp_body,
         };
         match body {
-            Body::Length(left) if *left > len => {
-                *left -= len;
+            // A gap reaching the end of the body completes it (the next bytes log it and
+            // must start a new message, or parsing stops there).
+            Body::Length(left) => {
+                *left = left.saturating_sub(len);
                 true
             }
             Body::UntilClose => true,
@@ -313,7 +352,9 @@ fn tx_event(tx: Tx, tx_id: u64) -> AppEvent {
         if let Some(m) = &req.method {
             o.insert("http_method".into(), Value::String(m.clone()));
         }
-        o.insert("protocol".into(), Value::String(req.protocol.clone()));
+        if !req.protocol.is_empty() {
+            o.insert("protocol".into(), Value::String(req.protocol.clone()));
+        }
         o.insert("request_body_len".into(), json!(tx.request_body));
     }
     if let Some(resp) = &tx.response {
@@ -323,6 +364,8 @@ fn tx_event(tx: Tx, tx_id: u64) -> AppEvent {
         }
         if let Some(s) = resp.status {
             o.insert("status".into(), json!(s));
+        } else if let Some(text) = &resp.status_text {
+            o.insert("status_string".into(), Value::String(text.clone()));
         }
         if let Some(loc) = resp.header("location") {
             o.insert("redirect".into(), Value::String(loc.into()));
@@ -349,11 +392,11 @@ fn tx_event(tx: Tx, tx_id: u64) -> AppEvent {
 
 fn split_host_port(host: &str) -> (&str, Option<u16>) {
     if host.starts_with('[') {
-        // [v6]:port
-        if let Some((h, p)) = host.rsplit_once("]:") {
-            return (&h[1..], p.parse().ok());
+        // [v6]:port — the brackets stay part of the name, as in the URI authority.
+        if let Some(close) = host.find("]:") {
+            return (&host[..=close], host[close + 2..].parse().ok());
         }
-        return (host.trim_start_matches('[').trim_end_matches(']'), None);
+        return (host, None);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
@@ -396,6 +439,110 @@ mod tests {
         assert_eq!(second["request_body_len"], 3);
         assert_eq!(second["status"], 404);
         assert_eq!(out[1].tx_id, Some(1));
+    }
+
+    #[test]
+    fn gap_ending_a_body_keeps_the_next_response() {
+        // suricata-verify http-gap-whole-body: the last 14 body bytes of the first response
+        // were never captured, the second response follows the gap.
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        let reqs = b"GET /1 HTTP/1.0\r\n\r\nGET /2 HTTP/1.0\r\n\r\n";
+        assert_eq!(
+            s.parse(Direction::ToServer, reqs, &mut out),
+            ParseResult::Consumed
+        );
+        let first = b"HTTP/1.0 200 OK\r\nContent-Length: 26\r\n\r\nAAAAAAAAAAAA";
+        assert_eq!(
+            s.parse(Direction::ToClient, first, &mut out),
+            ParseResult::Consumed
+        );
+        assert!(s.gap(Direction::ToClient, 14));
+        let second = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            s.parse(Direction::ToClient, second, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].body["url"], "/1");
+        assert_eq!(out[1].body["url"], "/2");
+        assert_eq!(out[1].body["status"], 200);
+        // A gap running past the body: what follows must be a new response.
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        out.clear();
+        assert_eq!(
+            s.parse(Direction::ToServer, reqs, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(
+            s.parse(Direction::ToClient, first, &mut out),
+            ParseResult::Consumed
+        );
+        assert!(s.gap(Direction::ToClient, 16));
+        assert_eq!(
+            s.parse(Direction::ToClient, second, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(out.len(), 2);
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        assert_eq!(
+            s.parse(Direction::ToServer, reqs, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(
+            s.parse(Direction::ToClient, first, &mut out),
+            ParseResult::Consumed
+        );
+        assert!(s.gap(Direction::ToClient, 16));
+        assert_eq!(
+            s.parse(Direction::ToClient, b"AAAA\r\n\r\n", &mut out),
+            ParseResult::Error
+        );
+        // A gap where a head is expected stops parsing.
+        assert!(!s.gap(Direction::ToServer, 10));
+    }
+
+    #[test]
+    fn connect_tunnel_hands_over_after_the_proxy_answer() {
+        // suricata-verify http-connect-simple: CONNECT, a stray line end, then tunnel data.
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        let req = b"CONNECT abc:443 HTTP/1.1\r\nUser-Agent: Victor/1.0\r\n\r\n\n\x16\x03\x01";
+        assert_eq!(
+            s.parse(Direction::ToServer, req, &mut out),
+            ParseResult::Incomplete {
+                consumed: req.len() - 3,
+                needed: 0
+            }
+        );
+        let resp = b"HTTP/1.1 200 OK\r\nServer: VictorServer/1.0\r\n\r\n\n\x16\x03";
+        assert_eq!(
+            s.parse(Direction::ToClient, resp, &mut out),
+            ParseResult::Upgrade {
+                consumed: resp.len() - 2
+            }
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].body["http_method"], "CONNECT");
+        assert_eq!(out[0].body["status"], 200);
+        assert_eq!(out[0].body["length"], 0);
+    }
+
+    #[test]
+    fn status_line_first_means_the_sender_is_the_server() {
+        // suricata-verify alert-testmyids-midstream starts with the server's response.
+        let p = &Http1Protocol;
+        assert!(p.is_server_reply(Transport::Tcp, b"HTTP/1.1 200 OK\r\nDate: Wed", 80));
+        assert!(!p.is_server_reply(Transport::Tcp, b"GET / HTTP/1.1\r\n", 54186));
+        assert!(!p.is_server_reply(Transport::Tcp, b"HTTP", 80));
+    }
+
+    #[test]
+    fn ipv6_literal_host_keeps_its_brackets() {
+        // suricata-verify http-ipv6.
+        assert_eq!(split_host_port("[::1]:8000"), ("[::1]", Some(8000)));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+        assert_eq!(split_host_port("Example.org:81"), ("Example.org", Some(81)));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Head {
     pub status: Option<u16>,
     /// Reason phrase (responses only).
     pub reason: Option<String>,
+    /// Status text when it is not a number (`2XX`), responses only.
+    pub status_text: Option<String>,
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub protocol: String,
     /// Headers in order (name, value).
@@ -110,13 +112,98 @@ pub fn parse_request_head(data: &[u8]) -> HeadResult {
             uri: req.path.map(str::to_string),
             status: None,
             reason: None,
+            status_text: None,
             protocol: version(req.version),
             headers: collect(req.headers),
             len,
         }),
         Ok(httparse::Status::Partial) if data.len() < MAX_HEAD => HeadResult::Partial,
-        _ => HeadResult::Invalid,
+        Ok(httparse::Status::Partial) => HeadResult::Invalid,
+        Err(_) => parse_head_lenient(data, true),
     }
+}
+
+/// Reads a head the strict parser refuses, as servers and IDSes tolerate it: a request line
+/// without protocol (`GET /`), a non-numeric status (`HTTP/1.0 2XX OK`), bare LF line ends,
+/// header lines without a colon (skipped) and folded header lines.
+pub fn parse_head_lenient(data: &[u8], request: bool) -> HeadResult {
+    let mut lines = Vec::new();
+    let mut at = 0;
+    let mut end = None;
+    while let Some(nl) = data[at..].iter().position(|&b| b == b'\n') {
+        let line = &data[at..at + nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        at += nl + 1;
+        if line.is_empty() && !lines.is_empty() {
+            end = Some(at);
+            break;
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    let Some(len) = end else {
+        return if data.len() < MAX_HEAD && !data.is_empty() {
+            HeadResult::Partial
+        } else {
+            HeadResult::Invalid
+        };
+    };
+    let first = String::from_utf8_lossy(lines[0]);
+    let mut words = first.split_ascii_whitespace();
+    let mut head = Head {
+        len,
+        ..Head::default()
+    };
+    if request {
+        let (Some(method), Some(uri)) = (words.next(), words.next()) else {
+            return HeadResult::Invalid;
+        };
+        if !method
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+        {
+            return HeadResult::Invalid;
+        }
+        head.method = Some(method.to_string());
+        head.uri = Some(uri.to_string());
+        head.protocol = words.next().unwrap_or("").to_string();
+    } else {
+        let (Some(proto), Some(status)) = (words.next(), words.next()) else {
+            return HeadResult::Invalid;
+        };
+        if !proto.starts_with("HTTP/") {
+            return HeadResult::Invalid;
+        }
+        head.protocol = proto.to_string();
+        match status.parse::<u16>() {
+            Ok(code) => head.status = Some(code),
+            Err(_) => head.status_text = Some(status.to_string()),
+        }
+        let reason: Vec<&str> = words.collect();
+        head.reason = Some(reason.join(" "));
+    }
+    for line in &lines[1..] {
+        if line[0] == b' ' || line[0] == b'\t' {
+            // Folded continuation of the previous header.
+            if let Some((_, v)) = head.headers.last_mut() {
+                v.push(' ');
+                v.push_str(String::from_utf8_lossy(line).trim());
+            }
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+        let value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim()
+            .to_string();
+        if !name.is_empty() && head.headers.len() < MAX_HEADERS {
+            head.headers.push((name, value));
+        }
+    }
+    HeadResult::Done(head)
 }
 
 /// Parses a response head.
@@ -135,12 +222,14 @@ pub fn parse_response_head(data: &[u8]) -> HeadResult {
             uri: None,
             status: resp.code,
             reason: resp.reason.map(str::to_string),
+            status_text: None,
             protocol: version(resp.version),
             headers: collect(resp.headers),
             len,
         }),
         Ok(httparse::Status::Partial) if data.len() < MAX_HEAD => HeadResult::Partial,
-        _ => HeadResult::Invalid,
+        Ok(httparse::Status::Partial) => HeadResult::Invalid,
+        Err(_) => parse_head_lenient(data, false),
     }
 }
 
@@ -286,6 +375,38 @@ mod tests {
             parse_request_head(b"GET / HTTP/1.1\r\nHo"),
             HeadResult::Partial
         );
+    }
+
+    #[test]
+    fn request_line_without_protocol_is_read_leniently() {
+        // suricata-verify http-not09: no protocol, a header line without a colon, bare LFs.
+        let data = b"GET /\nFakeHeader\nHost: localhost\nUser-Agent: myscript\n\n";
+        let HeadResult::Done(h) = parse_request_head(data) else {
+            panic!("not parsed")
+        };
+        assert_eq!(h.method.as_deref(), Some("GET"));
+        assert_eq!(h.uri.as_deref(), Some("/"));
+        assert_eq!(h.protocol, "");
+        assert_eq!(h.header("user-agent"), Some("myscript"));
+        assert_eq!(h.headers.len(), 2);
+        assert_eq!(h.len, data.len());
+        assert_eq!(parse_request_head(b"GET /\nHost: x\n"), HeadResult::Partial);
+        assert_eq!(parse_request_head(b"\x16\x03 /\n\n"), HeadResult::Invalid);
+    }
+
+    #[test]
+    fn non_numeric_status_is_kept_as_text() {
+        // suricata-verify http1-noint-status.
+        let data = b"HTTP/1.0 2XX OK\nServer: POC\nContent-Length:4\n\ntoto";
+        let HeadResult::Done(h) = parse_response_head(data) else {
+            panic!("not parsed")
+        };
+        assert_eq!(h.status, None);
+        assert_eq!(h.status_text.as_deref(), Some("2XX"));
+        assert_eq!(h.reason.as_deref(), Some("OK"));
+        assert_eq!(h.body_framing(), Framing::Length(4));
+        assert_eq!(&data[h.len..], b"toto");
+        assert_eq!(parse_response_head(b"SSH-2.0 x\n\n"), HeadResult::Invalid);
     }
 
     #[test]

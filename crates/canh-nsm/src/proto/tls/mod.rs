@@ -44,7 +44,8 @@ impl ProtocolParser for TlsProtocol {
             if data.len() < 6 {
                 return Probe::NeedMore;
             }
-            return if matches!(data[5], 1 | 2) {
+            // HelloRequest, ClientHello or ServerHello.
+            return if matches!(data[5], 0..=2) {
                 Probe::Yes
             } else {
                 Probe::No
@@ -188,7 +189,7 @@ impl TlsState {
                 }),
             );
         }
-        if let Some(ch) = &self.client {
+        if let Some(ch) = self.client.as_ref().filter(|c| !c.sslv2) {
             if let Some(sni) = &ch.sni {
                 o.insert("sni".into(), Value::String(sni.clone()));
             }
@@ -217,8 +218,10 @@ impl TlsState {
                 }),
             );
         }
+        // The server's choice, else what the client offered (as Suricata 8.0.3+ does).
         let version = self
             .server_version
+            .or_else(|| self.client.as_ref().map(ClientHello::offered_version))
             .map_or_else(|| "UNDETERMINED".to_string(), version_name);
         o.insert("version".into(), Value::String(version));
         if let Some((s, h)) = &self.ja3s {
@@ -254,6 +257,9 @@ impl ProtocolState for TlsState {
                         consumed: at,
                         needed: 2 + len - rest.len(),
                     };
+                }
+                if dir == Direction::ToServer && self.client.is_none() {
+                    self.client = parser::parse_sslv2_client_hello(&rest[2..2 + len]);
                 }
                 at += 2 + len;
                 continue;
@@ -336,6 +342,12 @@ mod tests {
             p.probe(Transport::Tcp, Direction::ToServer, b"GET /", false),
             Probe::No
         );
+        // The first record of a client in an HTTP CONNECT tunnel (http-connect-tls).
+        let empty = [0x16, 3, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            p.probe(Transport::Tcp, Direction::ToServer, &empty, false),
+            Probe::Yes
+        );
         let v2 = [0x80, 0x2e, 1, 3, 1];
         assert_eq!(
             p.probe(Transport::Tcp, Direction::ToServer, &v2, false),
@@ -344,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn client_hello_only_is_logged_undetermined_at_close() {
+    fn client_hello_only_is_logged_with_the_client_version_at_close() {
         // A ClientHello with no extensions, TLS 1.2, one cipher.
         let mut body = vec![3, 3];
         body.extend_from_slice(&[0u8; 32]);
@@ -369,7 +381,7 @@ mod tests {
         assert!(out.is_empty());
         s.close(&mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].body["version"], "UNDETERMINED");
+        assert_eq!(out[0].body["version"], "TLS 1.2");
         assert_eq!(out[0].body["ja3"]["string"], "771,49199,,,");
     }
 }

@@ -71,6 +71,8 @@ pub struct ClientHello {
     pub alpns: Vec<String>,
     /// Session id offered for resumption.
     pub session_id: Vec<u8>,
+    /// Sent in the SSLv2 record format (no extensions, no JA3).
+    pub sslv2: bool,
 }
 
 fn alpn_list(data: &[u8]) -> Vec<String> {
@@ -261,7 +263,7 @@ pub fn server_version(version: u16, raw_exts: Option<&[u8]>) -> u16 {
             return u16::from_be_bytes([e.data[0], e.data[1]]);
         }
     }
-    version
+    legacy_version(version)
 }
 
 /// ALPN protocols of a ServerHello.
@@ -271,6 +273,63 @@ pub fn server_alpns(raw_exts: Option<&[u8]>) -> Vec<String> {
         .find(|e| e.ty == 16)
         .map(|e| alpn_list(e.data))
         .unwrap_or_default()
+}
+
+/// Marker version for TLS 1.3 drafts before 16, whose exact draft cannot be told apart.
+pub const TLS13_PRE_DRAFT16: u16 = 0x7f01;
+
+fn known_version(v: u16) -> bool {
+    (0x0300..=0x0304).contains(&v) || v >> 8 == 0x7f
+}
+
+/// Normalises a hello's legacy version field: 0x0304 there (and drafts 1 to 15) means an
+/// early TLS 1.3 draft, as real TLS 1.3 puts 0x0303 there and the version in an extension.
+pub fn legacy_version(v: u16) -> u16 {
+    if v == 0x0304 || (0x7f01..0x7f10).contains(&v) {
+        TLS13_PRE_DRAFT16
+    } else {
+        v
+    }
+}
+
+impl ClientHello {
+    /// The version the client asks for: the first known entry of supported_versions, else
+    /// the legacy field.
+    pub fn offered_version(&self) -> u16 {
+        self.versions
+            .iter()
+            .copied()
+            .find(|v| known_version(*v))
+            .unwrap_or_else(|| legacy_version(self.version))
+    }
+}
+
+/// Parses an SSLv2-format ClientHello message (after the 2-byte record header): type 1,
+/// version, cipher-spec/session-id/challenge lengths, then 3-byte cipher specs.
+pub fn parse_sslv2_client_hello(msg: &[u8]) -> Option<ClientHello> {
+    if *msg.first()? != 1 {
+        return None;
+    }
+    let be =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?])) };
+    let version = be(1)?;
+    let spec_len = usize::from(be(3)?);
+    let sid_len = usize::from(be(5)?);
+    let specs = msg.get(9..9 + spec_len)?;
+    let session_id = msg.get(9 + spec_len..9 + spec_len + sid_len)?.to_vec();
+    // Only specs whose first byte is zero name a TLS cipher suite.
+    let ciphers = specs
+        .chunks_exact(3)
+        .filter(|c| c[0] == 0)
+        .map(|c| u16::from_be_bytes([c[1], c[2]]))
+        .collect();
+    Some(ClientHello {
+        version,
+        ciphers,
+        session_id,
+        sslv2: true,
+        ..ClientHello::default()
+    })
 }
 
 /// EVE name of a TLS version.
@@ -327,7 +386,9 @@ pub struct ServerHello {
 pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     let version = u16::from_be_bytes([*body.first()?, *body.get(1)?]);
     let mut at = 34; // version + random
-    let old_draft = version >> 8 == 0x7f && (version & 0xff) < 22;
+    // Drafts before 22 announce themselves (0x7fNN, or 0x0304 for drafts before 16) in the
+    // legacy field; their ServerHello has no session id and no compression method.
+    let old_draft = version == 0x0304 || (version >> 8 == 0x7f && (version & 0xff) < 22);
     let mut session_id = Vec::new();
     if !old_draft {
         let sid_len = usize::from(*body.get(at)?);
@@ -427,6 +488,52 @@ mod tests {
         assert_eq!(h.len(), 32);
         let ja4 = ch.ja4();
         assert!(ja4.starts_with("t12d0203"), "{ja4}");
+    }
+
+    #[test]
+    fn sslv2_client_hello_from_a_real_capture_is_parsed() {
+        // SSLv2-framed ClientHello offering TLS 1.0 (suricata-verify tls-glupteba, packet 4).
+        let rec = hex_bytes(
+            "808001030100570000002000003900003800003500001600001300000a0700c00000330000320000\
+             2f00009a0000990000960300800000050000040100800000150000120000090600400000140000\
+             110000080000060400800000030200800000fff2b458f22ebe9d236438685ae34adfe4cec58fab\
+             a3d0c4a1b1a1c18047274b3c",
+        );
+        let ch = parse_sslv2_client_hello(&rec[2..]).expect("valid SSLv2 hello");
+        assert!(ch.sslv2);
+        assert_eq!(ch.version, 0x0301);
+        assert_eq!(ch.offered_version(), 0x0301);
+        assert_eq!(&ch.ciphers[..3], &[0x39, 0x38, 0x35]);
+        assert!(ch.ciphers.contains(&0x00ff));
+        assert!(ch.session_id.is_empty());
+        assert_eq!(parse_sslv2_client_hello(&rec[2..20]), None);
+        assert_eq!(parse_sslv2_client_hello(&[2, 3, 1]), None);
+    }
+
+    #[test]
+    fn draft14_server_hello_without_session_id_is_pre_draft16() {
+        // ServerHello of a TLS 1.3 draft-14 server: legacy version 0x0304, no session id,
+        // no compression method (suricata-verify tls13-draft14, packet 6).
+        let rec = hex_bytes(
+            "16030100730200006f03042393b6518b8dd3d7ae957155977935932a6f5e600e5b7d9774daa7bc2f\
+             2cbcc3c02b00490028004500170041042dd0952da464b93202b067c846029914097c1887d6d068d3\
+             53f8bea91988051990f726f1f2739d87d6f7e63b2bd045d19d6940e75fe8ae06fd04b350c5bf1565",
+        );
+        let sh = parse_server_hello(&rec[9..]).expect("valid ServerHello");
+        assert_eq!(sh.version, 0x0304);
+        assert_eq!(sh.cipher, 0xc02b);
+        assert_eq!(sh.exts, vec![40]);
+        let v = server_version(sh.version, Some(&sh.raw_exts));
+        assert_eq!(v, TLS13_PRE_DRAFT16);
+        assert_eq!(version_name(v), "TLS 1.3 draft-<16");
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
     }
 
     #[test]
