@@ -61,7 +61,10 @@ fn smtp_message_with_attachment() {
     let smtp = records(&recs, "smtp", &["email"]);
     assert_eq!(smtp.len(), 1);
     assert_eq!(app_proto_of_flows(&recs), vec!["smtp"]);
-    insta::assert_json_snapshot!(smtp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(smtp);
+    });
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn smtp_pipelined_reset_sequence() {
     let recs = run("smtp-pipelined-post-data-rset-sequence/input.pcap");
     let smtp = records(&recs, "smtp", &["email"]);
     assert_eq!(smtp.len(), 2);
-    insta::assert_json_snapshot!(smtp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(smtp);
+    });
 }
 
 #[test]
@@ -83,7 +89,10 @@ fn smtp_starttls_hands_over_to_tls() {
         .find(|r| r["event_type"] == "flow" && r["app_proto"] == "tls")
         .expect("the session continues as TLS");
     assert_eq!(flow["app_proto_orig"], "smtp");
-    insta::assert_json_snapshot!(smtp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(smtp);
+    });
 }
 
 #[test]
@@ -93,7 +102,10 @@ fn ftp_active_and_passive_ports() {
     assert!(ftp.iter().any(|r| r["ftp"]["command"] == "PORT"
         && r["ftp"]["dynamic_port"] == 80
         && r["ftp"]["mode"] == "active"));
-    insta::assert_json_snapshot!(ftp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(ftp);
+    });
     let recs = run("ftp-epsv/input.pcap");
     let epsv: Vec<Value> = records(&recs, "ftp", &[])
         .into_iter()
@@ -111,7 +123,10 @@ fn dhcp_request_and_ack() {
     let dhcp = records(&recs, "dhcp", &[]);
     assert_eq!(dhcp.len(), 2);
     assert_eq!(app_proto_of_flows(&recs), vec!["dhcp"]);
-    insta::assert_json_snapshot!(dhcp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(dhcp);
+    });
 }
 
 #[test]
@@ -128,5 +143,8 @@ fn dhcp_option_overload_is_read() {
         })
         .count();
     assert!(with_router >= 4, "{dhcp:?}");
-    insta::assert_json_snapshot!(dhcp);
+    // Keys sorted: serde_json keeps insertion order when another crate of the build asks for it.
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_json_snapshot!(dhcp);
+    });
 }
