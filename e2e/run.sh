@@ -40,21 +40,8 @@ syslog_port="$(free_port)"
 while [ "$syslog_port" = "$http_port" ]; do syslog_port="$(free_port)"; done
 
 mkdir -p "$work/rules" "$work/data"
-cat > "$work/rules/ssh_root.yml" <<'RULE'
-title: SSH password failure for root
-id: 2d7f4c0e-1f43-4a8e-9f0b-6b1f6f3c7e21
-status: test
-description: Failed password for the root account over SSH
-author: Canh tests
-logsource:
-    product: linux
-    service: sshd
-detection:
-    keywords:
-        - 'Failed password for root'
-    condition: keywords
-level: critical
-RULE
+# The rule the Rust detection test uses too.
+cp "$root/crates/canh-server/tests/rules/ssh_root.yml" "$work/rules/ssh_root.yml"
 
 export CANH_DATA_DIR="$work/data"
 export CANH_SERVER__HTTP_TLS=false

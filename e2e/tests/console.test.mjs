@@ -1,68 +1,14 @@
 // The web console in a real Chromium (Debian's package, driven by playwright-core).
 // Started by e2e/run.sh, which provides the server, users and agencies through the environment.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { BASE, SHOTS, env, foreign, login, newPage, submit } from "./common.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set; run the tests through e2e/run.sh`);
-  return v;
-};
-const BASE = env("CANH_URL");
-const SHOTS = env("E2E_SCREENSHOTS");
 const RULE_TITLE = "SSH password failure for root";
-
-let browser;
-const foreign = []; // requests that left the loopback
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-    // `launch` gives every run a fresh, temporary user-data-dir of its own.
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage(lang) {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 860 }, locale: "vi-VN" });
-  if (lang) {
-    await ctx.addCookies([{ name: "canh_lang", value: lang, url: BASE }]);
-  }
-  const page = await ctx.newPage();
-  page.on("request", (r) => {
-    const u = new URL(r.url());
-    if (!["127.0.0.1", "localhost", "[::1]"].includes(u.hostname) && u.protocol !== "data:") {
-      foreign.push(r.url());
-    }
-  });
-  return page;
-}
-
-// Clicks a button that submits a classic form and waits for the page it leads to.
-async function submit(page, selector) {
-  await Promise.all([page.waitForEvent("framenavigated"), page.click(selector)]);
-  await page.waitForLoadState("load");
-}
-
-async function login(page, name, password) {
-  await page.goto(`${BASE}/console/login`);
-  await page.fill("#name", name);
-  await page.fill("#password", password);
-  await Promise.all([page.waitForURL(/\/console\/wall$/), page.click("button[type=submit]")]);
-}
 
 function sendSyslog(text) {
   execFileSync("logger", [

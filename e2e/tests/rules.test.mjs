@@ -1,58 +1,14 @@
 // The detection rules page in a real Chromium: turning a rule off and on, its agency scope,
 // testing it against stored events, and a viewer who may only read.
 // Started by e2e/run.sh, which provides the server (with one SSH rule), users and agencies.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { BASE, SHOTS, env, login, newPage, submit } from "./common.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set; run the tests through e2e/run.sh`);
-  return v;
-};
-const BASE = env("CANH_URL");
-const SHOTS = env("E2E_SCREENSHOTS");
 const RULE_ID = "2d7f4c0e-1f43-4a8e-9f0b-6b1f6f3c7e21";
 const ROW = `#rule-${RULE_ID}`;
-
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage(lang) {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 860 }, locale: "vi-VN" });
-  if (lang) {
-    await ctx.addCookies([{ name: "canh_lang", value: lang, url: BASE }]);
-  }
-  return ctx.newPage();
-}
-
-async function submit(page, selector) {
-  await Promise.all([page.waitForEvent("framenavigated"), page.click(selector)]);
-  await page.waitForLoadState("load");
-}
-
-async function login(page, name, password) {
-  await page.goto(`${BASE}/console/login`);
-  await page.fill("#name", name);
-  await page.fill("#password", password);
-  await Promise.all([page.waitForURL(/\/console\/wall$/), page.click("button[type=submit]")]);
-}
 
 // Opens the test result for the rule until at least `want` hits are found (the store makes a
 // line searchable shortly after it arrives).

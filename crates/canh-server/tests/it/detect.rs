@@ -4,24 +4,9 @@
 use crate::ingest::{start_node, wait_hits};
 use std::process::Command;
 
-const RULE: &str = r#"
-title: SSH password failure for root
-id: 5b0f5f0e-6a57-4d2f-9b7c-3f1d0c2b9a11
-status: test
-description: Failed password for the root account over SSH
-author: Canh tests
-logsource:
-    product: linux
-    service: sshd
-detection:
-    keywords:
-        - 'Failed password for root'
-    condition: keywords
-level: high
-tags:
-    - attack.credential-access
-    - attack.t1110
-"#;
+/// Shared with the console's browser tests (`e2e/run.sh`); level critical = emergency.
+const RULE: &str = include_str!("../rules/ssh_root.yml");
+const RULE_ID: &str = "2d7f4c0e-1f43-4a8e-9f0b-6b1f6f3c7e21";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matching_syslog_line_becomes_an_alert_and_repeats_are_suppressed() {
@@ -75,9 +60,9 @@ async fn a_matching_syslog_line_becomes_an_alert_and_repeats_are_suppressed() {
         "three matches on one host within the window make one alert: {alerts:#?}"
     );
     let a = &alerts[0];
-    assert_eq!(a["rule.id"], "5b0f5f0e-6a57-4d2f-9b7c-3f1d0c2b9a11");
-    assert_eq!(a["canh.alert.severity"], "high");
-    assert_eq!(a["rule.level"], "high");
+    assert_eq!(a["rule.id"], RULE_ID);
+    assert_eq!(a["canh.alert.severity"], "emergency");
+    assert_eq!(a["rule.level"], "critical");
     assert!(
         a["tags"]
             .as_array()
@@ -99,17 +84,14 @@ async fn a_matching_syslog_line_becomes_an_alert_and_repeats_are_suppressed() {
         .await
         .unwrap();
     assert_eq!(queue.items.len(), 1);
-    assert_eq!(
-        queue.items[0].rule_id,
-        "5b0f5f0e-6a57-4d2f-9b7c-3f1d0c2b9a11"
-    );
+    assert_eq!(queue.items[0].rule_id, RULE_ID);
     let metrics = t.node.state.metrics.render();
     assert!(
         metrics.contains("canh_detect_suppressed_total 2"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("canh_detect_alerts_total{severity=\"high\"} 1"),
+        metrics.contains("canh_detect_alerts_total{severity=\"emergency\"} 1"),
         "{metrics}"
     );
     t.node.shutdown().await.unwrap();
