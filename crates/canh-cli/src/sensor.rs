@@ -16,8 +16,37 @@ pub(crate) struct SensorArgs {
     #[command(subcommand)]
     command: Option<SensorCommand>,
     /// Capture file to read (pcap or pcapng).
-    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "FILE",
+        conflicts_with = "interface"
+    )]
     read: Option<PathBuf>,
+    /// Capture live on this interface (Linux AF_PACKET; needs root or CAP_NET_RAW) until
+    /// SIGINT/SIGTERM.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: Option<String>,
+    /// Live capture: worker threads, each with its own socket in one fanout group (flows are
+    /// hashed symmetrically, so both directions of a flow reach the same worker).
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "read",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Live capture: put the interface into promiscuous mode.
+    #[arg(long, requires = "interface")]
+    promisc: bool,
+    /// Live capture: size of each worker's memory-mapped TPACKET_V3 ring in MiB; 0 reads
+    /// packets one by one with recvmsg instead.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 32,
+        conflicts_with = "read"
+    )]
+    ring_mib: usize,
+    /// Live capture: compiled BPF filter, the output of `tcpdump -ddd EXPR` (or `-dd`).
+    #[arg(long, value_name = "FILE", requires = "interface")]
+    bpf_file: Option<PathBuf>,
     /// Directory for `eve.json` (created if missing).
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
@@ -70,9 +99,12 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
     {
         return check(files, *summary_only);
     }
-    let Some(read) = &args.read else {
-        anyhow::bail!("give a capture with -r FILE (or a subcommand, see --help)");
-    };
+    if args.read.is_none() && args.interface.is_none() {
+        anyhow::bail!(
+            "give a capture with -r FILE or an interface with -i IFACE (or a subcommand, see \
+             --help) / cần -r TỆP hoặc -i GIAO_DIỆN"
+        );
+    }
     std::fs::create_dir_all(&args.log_dir)
         .with_context(|| format!("creating log directory {}", args.log_dir.display()))?;
     let rules = if args.rules.is_empty() {
@@ -91,8 +123,6 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
         Some(Arc::new(set))
     };
     let eve_path = args.log_dir.join("eve.json");
-    let file =
-        File::create(&eve_path).with_context(|| format!("creating {}", eve_path.display()))?;
     let cfg = SensorConfig {
         midstream: args.midstream,
         flow_memcap: args.flow_memcap_mib.saturating_mul(1 << 20),
@@ -103,12 +133,71 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
         ddos: if args.no_ddos { None } else { cfg.ddos.clone() },
         ..cfg
     };
+    let Some(read) = &args.read else {
+        return live(&args, cfg, rules, eve_path);
+    };
+    let file =
+        File::create(&eve_path).with_context(|| format!("creating {}", eve_path.display()))?;
     let mut sensor = Sensor::new(cfg, BufWriter::with_capacity(1 << 16, file));
     if let Some(r) = rules {
         sensor = sensor.with_rules(r);
     }
     let stats = canh_nsm::run_capture_file(read, sensor)
         .with_context(|| format!("reading capture {}", read.display()))?;
+    write_blocklist(&stats, &args.log_dir)?;
+    report(&stats, &eve_path);
+    Ok(0)
+}
+
+/// `canh sensor -i IFACE`: live capture until SIGINT/SIGTERM.
+#[cfg(target_os = "linux")]
+fn live(
+    args: &SensorArgs,
+    cfg: SensorConfig,
+    rules: Option<Arc<canh_nsm::rules::RuleSet>>,
+    eve_path: PathBuf,
+) -> anyhow::Result<i32> {
+    let iface = args.interface.clone().unwrap_or_default();
+    let mut live = canh_nsm::LiveConfig::new(iface.clone(), eve_path.clone());
+    live.workers = usize::from(args.workers);
+    live.promisc = args.promisc;
+    live.ring_bytes = args.ring_mib.saturating_mul(1 << 20);
+    live.sensor = cfg;
+    live.rules = rules;
+    if let Some(f) = &args.bpf_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        live.filter = Some(
+            canh_nsm::live::BpfProgram::parse(&text)
+                .with_context(|| format!("reading BPF filter {}", f.display()))?,
+        );
+    }
+    eprintln!(
+        "capturing on {iface} with {} worker(s), Ctrl-C to stop / đang bắt gói trên {iface}",
+        live.workers
+    );
+    let stats = canh_nsm::run_live(live).with_context(|| format!("capturing on {iface}"))?;
+    write_blocklist(&stats.total, &args.log_dir)?;
+    eprintln!(
+        "kernel: {} packets, {} dropped / nhân: {} gói, {} gói bị bỏ",
+        stats.kernel_packets, stats.kernel_drops, stats.kernel_packets, stats.kernel_drops
+    );
+    report(&stats.total, &eve_path);
+    Ok(0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn live(
+    _args: &SensorArgs,
+    _cfg: SensorConfig,
+    _rules: Option<Arc<canh_nsm::rules::RuleSet>>,
+    _eve_path: PathBuf,
+) -> anyhow::Result<i32> {
+    anyhow::bail!("live capture (-i) is only available on Linux; use -r FILE")
+}
+
+/// Writes the block list for firewalls (an nftables set file and a JSON feed), if any.
+fn write_blocklist(stats: &canh_nsm::SensorStats, log_dir: &Path) -> anyhow::Result<()> {
     if !stats.blocklist.is_empty() {
         // Block list for firewalls: an nftables set file and a JSON feed.
         // Timeouts count from the capture's own clock (the latest listing).
@@ -118,10 +207,10 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
             .map(|(_, e)| e.last_seen)
             .max()
             .unwrap_or(0);
-        let nft = args.log_dir.join("blocklist.nft");
+        let nft = log_dir.join("blocklist.nft");
         std::fs::write(&nft, stats.blocklist.to_nft("canh", "blocklist", now))
             .with_context(|| format!("writing {}", nft.display()))?;
-        let feed = args.log_dir.join("blocklist.json");
+        let feed = log_dir.join("blocklist.json");
         std::fs::write(&feed, stats.blocklist.to_json(now).to_string())
             .with_context(|| format!("writing {}", feed.display()))?;
         eprintln!(
@@ -131,6 +220,10 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
             stats.blocklist.len()
         );
     }
+    Ok(())
+}
+
+fn report(stats: &canh_nsm::SensorStats, eve_path: &Path) {
     let events: u64 = stats.events.values().sum();
     eprintln!(
         "{} packets, {} flows, {} events -> {} / {} gói tin, {} luồng, {} sự kiện",
@@ -142,7 +235,6 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
         stats.flows.created,
         events
     );
-    Ok(0)
 }
 
 fn check(files: &[PathBuf], summary_only: bool) -> anyhow::Result<i32> {

@@ -8,12 +8,16 @@ pub mod decode;
 pub mod defrag;
 pub mod eve;
 pub mod flow;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod proto;
 pub mod rules;
 pub mod sensor;
 pub mod stream;
 
 pub use capture::run_capture_file;
+#[cfg(target_os = "linux")]
+pub use live::{LiveCaptureError, LiveConfig, LiveStats, run_live};
 pub use sensor::{Sensor, SensorConfig, SensorStats};
 
 /// Errors of the network sensor.

@@ -5,6 +5,8 @@
 mod alerts;
 mod conformance;
 mod ddos;
+#[cfg(target_os = "linux")]
+mod live;
 mod mail_ftp_dhcp;
 mod pcaps;
 mod robustness;
