@@ -2,8 +2,12 @@
 //! enriched from `/proc`.
 //!
 //! The connector reports only pids, so the agent reads `/proc/PID` right after the exec
-//! message; a process that is already gone yields an event with the pid and whatever could
-//! still be read. Fork messages are not forwarded (an exec follows every fork that matters).
+//! message. A process that is already gone (`/bin/true` can be over within microseconds)
+//! still gets its pid and its parent, from the fork message; its executable and command line
+//! are then unknown (the connector does not carry them; eBPF would). Fork messages are not
+//! forwarded as events (an exec follows every fork that matters).
+//! Parents are described once and kept until they exec or exit (both are connector messages),
+//! so a shell or service starting many children costs one `/proc` read of it, not one each.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -17,7 +21,7 @@ use canh_core::Event;
 use tracing::warn;
 
 use super::{Emit, SensorError, base_event};
-use crate::sensors::procinfo::Enricher;
+use crate::sensors::procinfo::{Enricher, ParentInfo, ProcInfo};
 
 const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
@@ -45,7 +49,16 @@ pub enum ProcEvent {
         /// Exit code as `wait` reports it.
         exit_code: u32,
     },
-    /// Anything else (fork, uid change, …).
+    /// A process or thread was created.
+    Fork {
+        /// Thread group of the parent.
+        parent_tgid: u32,
+        /// The new thread.
+        child_pid: u32,
+        /// Its thread group (equal to `child_pid` for a new process).
+        child_tgid: u32,
+    },
+    /// Anything else (uid change, …).
     Other,
 }
 
@@ -90,6 +103,11 @@ fn parse_cn_msg(msg: &[u8]) -> Option<ProcEvent> {
     // proc_event: what u32, cpu u32, timestamp_ns u64, then the union at 16.
     let what = u32_at(ev, 0)?;
     Some(match what {
+        0x0000_0001 => ProcEvent::Fork {
+            parent_tgid: u32_at(ev, 20)?,
+            child_pid: u32_at(ev, 24)?,
+            child_tgid: u32_at(ev, 28)?,
+        },
         0x0000_0002 => ProcEvent::Exec {
             pid: u32_at(ev, 16)?,
             tgid: u32_at(ev, 20)?,
@@ -205,6 +223,29 @@ impl ProcConnector {
     }
 }
 
+/// The parent's description: from the cache while it is fresh, else from `/proc`.
+fn parent_info(
+    cache: &mut HashMap<u32, (Instant, ParentInfo)>,
+    proc_root: &std::path::Path,
+    ppid: u32,
+) -> ParentInfo {
+    const FRESH: Duration = Duration::from_secs(5);
+    if let Some((at, p)) = cache.get(&ppid)
+        && at.elapsed() < FRESH
+    {
+        return p.clone();
+    }
+    let p = ParentInfo::from(ProcInfo::read(proc_root, ppid));
+    if cache.len() > 10_000 {
+        cache.retain(|_, (at, _)| at.elapsed() < FRESH);
+    }
+    // A parent that is already gone is not kept: its pid may come back as another process.
+    if p.executable.is_some() {
+        cache.insert(ppid, (Instant::now(), p.clone()));
+    }
+    p
+}
+
 /// Runs the process sensor until `stop` is set: exec → `process` start events, process exit →
 /// end events. Events are handed to `emit` in small batches.
 pub fn run(
@@ -221,13 +262,38 @@ pub fn run(
     let mut last_flush = Instant::now();
     // pid → executable, for exit events (the /proc entry is gone by then).
     let mut known: HashMap<u32, Option<String>> = HashMap::new();
+    // New process → its parent (fork messages).
+    let mut forked: HashMap<u32, u32> = HashMap::new();
+    // Parents already described, until they exec or exit; an entry is trusted for a few
+    // seconds only, in case the kernel dropped the message that ends it.
+    let mut parents: HashMap<u32, (Instant, ParentInfo)> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         for pe in conn.recv(&mut buf)? {
             match pe {
+                ProcEvent::Fork {
+                    parent_tgid,
+                    child_pid,
+                    child_tgid,
+                } if child_pid == child_tgid => {
+                    if forked.len() > 100_000 {
+                        forked.clear();
+                    }
+                    forked.insert(child_tgid, parent_tgid);
+                }
                 ProcEvent::Exec { pid, tgid } if pid == tgid && tgid != own_pid => {
+                    parents.remove(&tgid);
                     let mut ev = base_event(&host, "process", "process", "start");
                     ev.set("event.action", "exec");
-                    let info = enricher.process_fields(&mut ev, &proc_root, tgid);
+                    let info = enricher.process_fields_with(&mut ev, &proc_root, tgid, |ppid| {
+                        parent_info(&mut parents, &proc_root, ppid)
+                    });
+                    let parent = forked.remove(&tgid);
+                    if info.ppid.is_none()
+                        && let Some(ppid) = parent.filter(|p| *p > 0)
+                    {
+                        ev.set("process.parent.pid", ppid);
+                        parent_info(&mut parents, &proc_root, ppid).set_fields(&mut ev);
+                    }
                     if known.len() > 100_000 {
                         known.clear();
                     }
@@ -239,6 +305,8 @@ pub fn run(
                     tgid,
                     exit_code,
                 } if pid == tgid && tgid != own_pid => {
+                    parents.remove(&tgid);
+                    forked.remove(&tgid);
                     let mut ev = base_event(&host, "process", "process", "end");
                     ev.set("event.action", "exit");
                     ev.set("process.pid", tgid);
@@ -279,13 +347,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn datagram(what: u32, a: u32, b: u32, c: u32) -> Vec<u8> {
+        let union: Vec<u8> = [a, b, c, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        raw_datagram(what, &union)
+    }
+
+    fn raw_datagram(what: u32, union: &[u8]) -> Vec<u8> {
         let mut ev = Vec::new();
         ev.extend_from_slice(&what.to_ne_bytes());
         ev.extend_from_slice(&0u32.to_ne_bytes());
         ev.extend_from_slice(&0u64.to_ne_bytes());
-        for v in [a, b, c, 0] {
-            ev.extend_from_slice(&v.to_ne_bytes());
-        }
+        ev.extend_from_slice(union);
         let mut cn = Vec::new();
         cn.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
         cn.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
@@ -315,9 +386,26 @@ mod tests {
             }]
         );
         assert_eq!(
-            parse_datagram(&datagram(1, 1, 1, 1)),
-            vec![ProcEvent::Other]
+            parse_datagram(&datagram(4, 1, 1, 1)),
+            vec![ProcEvent::Other],
+            "uid changes are not used"
         );
+    }
+
+    #[test]
+    fn fork_messages_parse() {
+        // fork: parent pid, parent tgid, child pid, child tgid.
+        let fork: Vec<u8> = [7u32, 7, 12, 12].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        assert_eq!(
+            parse_datagram(&raw_datagram(1, &fork)),
+            vec![ProcEvent::Fork {
+                parent_tgid: 7,
+                child_pid: 12,
+                child_tgid: 12
+            }]
+        );
+        // A fork message cut short is not read past its end.
+        assert!(parse_datagram(&raw_datagram(1, &fork[..10])).is_empty());
     }
 
     #[test]

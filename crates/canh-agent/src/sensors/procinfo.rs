@@ -151,6 +151,19 @@ impl Enricher {
 
     /// Sets `process.*`, `user.*` and `process.parent.*` for `pid`.
     pub fn process_fields(&self, ev: &mut Event, proc_root: &Path, pid: u32) -> ProcInfo {
+        self.process_fields_with(ev, proc_root, pid, |ppid| {
+            ParentInfo::from(ProcInfo::read(proc_root, ppid))
+        })
+    }
+
+    /// [`Self::process_fields`] with the parent's description from `parent` (a cache).
+    pub fn process_fields_with(
+        &self,
+        ev: &mut Event,
+        proc_root: &Path,
+        pid: u32,
+        mut parent: impl FnMut(u32) -> ParentInfo,
+    ) -> ProcInfo {
         let info = ProcInfo::read(proc_root, pid);
         ev.set("process.pid", pid);
         ev.set_opt("process.executable", info.executable.clone());
@@ -169,13 +182,40 @@ impl Enricher {
             ev.set_opt("process.hash.sha256", self.sha256(&exe));
         }
         if let Some(ppid) = info.ppid.filter(|p| *p > 0) {
-            let parent = ProcInfo::read(proc_root, ppid);
             ev.set("process.parent.pid", ppid);
-            ev.set_opt("process.parent.command_line", parent.command_line());
-            ev.set_opt("process.parent.executable", parent.executable);
-            ev.set_opt("process.parent.name", parent.name);
+            parent(ppid).set_fields(ev);
         }
         info
+    }
+}
+
+/// What an event says about a process's parent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParentInfo {
+    /// `process.parent.command_line`.
+    pub command_line: Option<String>,
+    /// `process.parent.executable`.
+    pub executable: Option<String>,
+    /// `process.parent.name`.
+    pub name: Option<String>,
+}
+
+impl From<ProcInfo> for ParentInfo {
+    fn from(p: ProcInfo) -> Self {
+        Self {
+            command_line: p.command_line(),
+            executable: p.executable,
+            name: p.name,
+        }
+    }
+}
+
+impl ParentInfo {
+    /// Sets the `process.parent.*` fields it has.
+    pub fn set_fields(&self, ev: &mut Event) {
+        ev.set_opt("process.parent.command_line", self.command_line.clone());
+        ev.set_opt("process.parent.executable", self.executable.clone());
+        ev.set_opt("process.parent.name", self.name.clone());
     }
 }
 
