@@ -395,7 +395,10 @@ mod tests {
     #[test]
     fn fork_messages_parse() {
         // fork: parent pid, parent tgid, child pid, child tgid.
-        let fork: Vec<u8> = [7u32, 7, 12, 12].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let fork: Vec<u8> = [7u32, 7, 12, 12]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
         assert_eq!(
             parse_datagram(&raw_datagram(1, &fork)),
             vec![ProcEvent::Fork {
