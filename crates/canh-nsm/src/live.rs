@@ -1053,56 +1053,18 @@ fn sum_stats(all: &[SensorStats], block_ttl: i64) -> SensorStats {
 
 /// The final `stats` record: the same sections as an offline run plus `capture`.
 fn stats_record(l: &LiveStats, workers: usize) -> Value {
-    let s = &l.total;
+    let mut body = l.total.record_body();
+    body["capture"] = json!({
+        "kernel_packets": l.kernel_packets,
+        "kernel_drops": l.kernel_drops,
+        "truncated": l.truncated,
+        "workers": workers,
+        "worker_pkts": l.workers.iter().map(|w| w.packets).collect::<Vec<_>>(),
+    });
     json!({
         "timestamp": now().to_eve(),
         "event_type": "stats",
-        "stats": {
-            "capture": {
-                "kernel_packets": l.kernel_packets,
-                "kernel_drops": l.kernel_drops,
-                "truncated": l.truncated,
-                "workers": workers,
-                "worker_pkts": l.workers.iter().map(|w| w.packets).collect::<Vec<_>>(),
-            },
-            "decoder": {
-                "pkts": s.packets,
-                "bytes": s.bytes,
-                "ipv4": s.ipv4,
-                "ipv6": s.ipv6,
-                "not_ip": s.not_ip,
-                "tunnelled": s.tunnelled,
-                "anomalies": s.decode_anomalies,
-            },
-            "flow": {
-                "total": s.flows.created,
-                "timeout": s.flows.timed_out,
-                "memcap_evictions": s.flows.evicted,
-                "peak": s.flows.peak,
-            },
-            "defrag": {
-                "reassembled": s.defrag.reassembled,
-                "timeouts": s.defrag.timeouts,
-                "evicted": s.defrag.evicted,
-                "overlaps": s.defrag.overlaps,
-                "too_large": s.defrag.too_large,
-            },
-            "tcp": {
-                "out_of_order": s.tcp_out_of_order,
-                "overlaps": s.tcp_overlaps,
-                "gaps": s.tcp_gaps,
-            },
-            "app_layer": { "anomalies": s.app_anomalies },
-            "detect": {
-                "alerts": s.events.get("alert").copied().unwrap_or(0),
-                "threshold_evictions": s.threshold_evictions,
-            },
-            "ddos": {
-                "destinations_dropped": s.ddos.destinations_dropped,
-                "sources_dropped": s.ddos.sources_dropped,
-                "blocklist": s.blocklist.len(),
-            },
-        }
+        "stats": body,
     })
 }
 

@@ -129,6 +129,58 @@ pub struct SensorStats {
     pub threshold_evictions: u64,
 }
 
+impl SensorStats {
+    /// The body of the `stats` EVE record (decoder, flow, defrag, tcp, app layer, detect and
+    /// ddos counters).
+    pub fn record_body(&self) -> Value {
+        let s = self;
+        json!({
+            "decoder": {
+                "pkts": s.packets,
+                "bytes": s.bytes,
+                "ipv4": s.ipv4,
+                "ipv6": s.ipv6,
+                "not_ip": s.not_ip,
+                "tunnelled": s.tunnelled,
+                "anomalies": s.decode_anomalies,
+                "truncated_capture": s.truncated_capture,
+            },
+            "flow": {
+                "total": s.flows.created,
+                "timeout": s.flows.timed_out,
+                "memcap_evictions": s.flows.evicted,
+                "peak": s.flows.peak,
+            },
+            "defrag": {
+                "reassembled": s.defrag.reassembled,
+                "timeouts": s.defrag.timeouts,
+                "evicted": s.defrag.evicted,
+                "overlaps": s.defrag.overlaps,
+                "too_large": s.defrag.too_large,
+            },
+            "tcp": {
+                "out_of_order": s.tcp_out_of_order,
+                "overlaps": s.tcp_overlaps,
+                "gaps": s.tcp_gaps,
+            },
+            "app_layer": { "anomalies": s.app_anomalies },
+            "detect": {
+                "alerts": s.events.get("alert").copied().unwrap_or(0),
+                "threshold_evictions": s.threshold_evictions,
+            },
+            "ddos": {
+                "destinations_dropped": s.ddos.destinations_dropped,
+                "destinations_evicted": s.ddos.destinations_evicted,
+                "sources_dropped": s.ddos.sources_dropped,
+                "source_replacements": s.ddos.source_replacements,
+                "peak_destinations": s.ddos.peak_destinations,
+                "peak_sources": s.ddos.peak_sources,
+                "blocklist": s.blocklist.len(),
+            },
+        })
+    }
+}
+
 /// The network sensor engine.
 pub struct Sensor<W: Write> {
     cfg: SensorConfig,
@@ -763,54 +815,10 @@ impl<W: Write> Sensor<W> {
     }
 
     fn stats_record(&self) -> Value {
-        let s = &self.stats;
         json!({
             "timestamp": self.last_ts.to_eve(),
             "event_type": "stats",
-            "stats": {
-                "decoder": {
-                    "pkts": s.packets,
-                    "bytes": s.bytes,
-                    "ipv4": s.ipv4,
-                    "ipv6": s.ipv6,
-                    "not_ip": s.not_ip,
-                    "tunnelled": s.tunnelled,
-                    "anomalies": s.decode_anomalies,
-                    "truncated_capture": s.truncated_capture,
-                },
-                "flow": {
-                    "total": s.flows.created,
-                    "timeout": s.flows.timed_out,
-                    "memcap_evictions": s.flows.evicted,
-                    "peak": s.flows.peak,
-                },
-                "defrag": {
-                    "reassembled": s.defrag.reassembled,
-                    "timeouts": s.defrag.timeouts,
-                    "evicted": s.defrag.evicted,
-                    "overlaps": s.defrag.overlaps,
-                    "too_large": s.defrag.too_large,
-                },
-                "tcp": {
-                    "out_of_order": s.tcp_out_of_order,
-                    "overlaps": s.tcp_overlaps,
-                    "gaps": s.tcp_gaps,
-                },
-                "app_layer": { "anomalies": s.app_anomalies },
-                "detect": {
-                    "alerts": s.events.get("alert").copied().unwrap_or(0),
-                    "threshold_evictions": s.threshold_evictions,
-                },
-                "ddos": {
-                    "destinations_dropped": s.ddos.destinations_dropped,
-                    "destinations_evicted": s.ddos.destinations_evicted,
-                    "sources_dropped": s.ddos.sources_dropped,
-                    "source_replacements": s.ddos.source_replacements,
-                    "peak_destinations": s.ddos.peak_destinations,
-                    "peak_sources": s.ddos.peak_sources,
-                    "blocklist": s.blocklist.len(),
-                },
-            }
+            "stats": self.stats.record_body(),
         })
     }
 }
