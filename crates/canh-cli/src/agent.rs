@@ -310,12 +310,7 @@ fn publish(data_dir: &Path, file: &Path, version: &str, target: &str) -> anyhow:
     let binary = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     match datadir::lock(data_dir)? {
         Locked::Mine(_lock) => {
-            let svc = canh_server::agents::AgentService::open(
-                data_dir,
-                canh_server::agents::AgentsConfig::default(),
-            )
-            .context("opening the agent registry")?;
-            let r = svc.publish_release(version, target, &binary)?;
+            let r = open_service(data_dir)?.publish_release(version, target, &binary)?;
             let manifest = serde_json::to_value(&r.manifest)?;
             let rt = runtime()?;
             let soar = open_soar(&rt, data_dir)?;
@@ -342,30 +337,15 @@ fn publish(data_dir: &Path, file: &Path, version: &str, target: &str) -> anyhow:
 
 fn list(data_dir: &Path) -> anyhow::Result<i32> {
     let releases: Vec<serde_json::Value> = match datadir::lock(data_dir)? {
-        Locked::Mine(_lock) => {
-            let svc = canh_server::agents::AgentService::open(
-                data_dir,
-                canh_server::agents::AgentsConfig::default(),
-            )
-            .context("opening the agent registry")?;
-            svc.releases()
-                .into_iter()
-                .map(|r| serde_json::to_value(r.manifest).unwrap_or_default())
-                .collect()
-        }
-        Locked::Busy => {
-            let remote = datadir::remote(data_dir)?;
-            let url = format!("{}/api/v1/agents/releases", remote.base);
-            let mut resp = remote
-                .agent
-                .get(&url)
-                .header("Authorization", &format!("Bearer {}", remote.token))
-                .call()
-                .with_context(|| format!("asking {}", remote.base))?;
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-            v.into_iter().map(|r| r["manifest"].clone()).collect()
-        }
+        Locked::Mine(_lock) => open_service(data_dir)?
+            .releases()
+            .into_iter()
+            .map(|r| serde_json::to_value(r.manifest).unwrap_or_default())
+            .collect(),
+        Locked::Busy => match get(data_dir, "/api/v1/agents/releases")? {
+            serde_json::Value::Array(v) => v.into_iter().map(|r| r["manifest"].clone()).collect(),
+            _ => Vec::new(),
+        },
     };
     if releases.is_empty() {
         println!("no releases");
