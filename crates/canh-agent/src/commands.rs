@@ -70,6 +70,9 @@ pub struct CommandRunner {
     seen: Mutex<HashSet<String>>,
     quarantine: Quarantine,
     isolation: Isolation,
+    /// When set, every verified command is refused with this reason (a node that only
+    /// forwards telemetry, such as a network sensor, takes no response actions).
+    refuse: Option<String>,
 }
 
 impl CommandRunner {
@@ -84,6 +87,16 @@ impl CommandRunner {
             seen: Mutex::new(seen),
             quarantine: Quarantine::new(&state_dir.join("quarantine")),
             isolation: Isolation::new(state_dir, None),
+            refuse: None,
+        }
+    }
+
+    /// A runner that verifies commands, records them as seen and refuses each one with
+    /// `reason`: for nodes that ship telemetry but must not act on the host they run on.
+    pub fn refusing(state_dir: &Path, reason: impl Into<String>) -> Self {
+        Self {
+            refuse: Some(reason.into()),
+            ..Self::new(state_dir)
         }
     }
 
@@ -110,6 +123,14 @@ impl CommandRunner {
                 id: body.id,
                 ok: false,
                 message: CommandError::Replayed.to_string(),
+            };
+        }
+        if let Some(reason) = &self.refuse {
+            warn!(id = %body.id, action = ?body.action, "response command refused on this node");
+            return CommandResult {
+                id: body.id,
+                ok: false,
+                message: reason.clone(),
             };
         }
         info!(id = %body.id, action = ?body.action, "running response command");
@@ -261,5 +282,39 @@ mod tests {
         let again = CommandRunner::new(dir.path()).run(&identity, &cmd).await;
         assert!(!again.ok);
         assert_eq!(again.message, "command already run");
+    }
+
+    #[tokio::test]
+    async fn a_refusing_runner_verifies_and_refuses_without_acting() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let identity = Identity {
+            agent_id: "s1".into(),
+            server_host: "h".into(),
+            agent_port: 1,
+            ca_pin: String::new(),
+            not_before: Utc::now(),
+            not_after: Utc::now(),
+            command_key: hex::encode(key.verifying_key().to_bytes()),
+        };
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let mut b = body("s1", 60);
+        b.action = ResponseAction::QuarantineFile {
+            path: victim.display().to_string(),
+        };
+        let runner = CommandRunner::refusing(dir.path(), "a network sensor takes no actions");
+        let res = runner.run(&identity, &signed(&key, &b)).await;
+        assert!(!res.ok);
+        assert_eq!(res.id, "c1");
+        assert_eq!(res.message, "a network sensor takes no actions");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        // A forged command is still reported as such, not as refused.
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let forged = runner
+            .run(&identity, &signed(&other, &body("s1", 60)))
+            .await;
+        assert!(!forged.ok);
+        assert_ne!(forged.message, "a network sensor takes no actions");
     }
 }

@@ -12,6 +12,7 @@ mod ingest_cmd;
 mod rules;
 mod search_cmd;
 mod sensor;
+mod sensor_ship;
 mod server_cmd;
 mod user;
 mod vuln;

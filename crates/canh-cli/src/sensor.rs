@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Arguments of `canh sensor`.
 #[derive(clap::Args, Debug)]
@@ -65,6 +66,16 @@ pub(crate) struct SensorArgs {
     /// Turn off scan and flood detection.
     #[arg(long)]
     no_ddos: bool,
+    /// Also ship every EVE record to the Canh server this state directory is enrolled with
+    /// (`canh sensor enrol`), on the endpoint agent's no-loss path: records wait in
+    /// DIR/spool until the server acknowledges them.
+    #[arg(long, value_name = "DIR")]
+    ship: Option<PathBuf>,
+    /// With --ship: after the capture ends, wait at most this long for the acknowledgement
+    /// (default: -r waits until everything is acknowledged, -i 10 s); the rest stays spooled
+    /// and is sent first next time.
+    #[arg(long, value_name = "SECS", requires = "ship")]
+    ship_wait: Option<u64>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -73,6 +84,30 @@ enum SensorCommand {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Enrol this sensor with a server (a one-time token from `canh agent token`), for --ship.
+    Enrol {
+        /// The server's agent enrolment endpoint, `HOST:PORT`.
+        #[arg(long)]
+        server: String,
+        /// Enrolment token.
+        #[arg(long, env = "CANH_SENSOR_TOKEN")]
+        token: String,
+        /// SHA-256 of the server's agent CA certificate (64 hex digits).
+        #[arg(long)]
+        ca_pin: String,
+        /// Where the identity and the spool are kept.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/canh-sensor")]
+        state_dir: PathBuf,
+    },
+    /// Send what the spool holds to the server and wait for its acknowledgement.
+    Ship {
+        /// The enrolled state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/canh-sensor")]
+        state_dir: PathBuf,
+        /// Give up after this many seconds (exit status 3; the events stay spooled).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
 }
 
@@ -98,6 +133,18 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
     }) = &args.command
     {
         return check(files, *summary_only);
+    }
+    match &args.command {
+        Some(SensorCommand::Enrol {
+            server,
+            token,
+            ca_pin,
+            state_dir,
+        }) => return crate::sensor_ship::enrol(state_dir, server, token, ca_pin),
+        Some(SensorCommand::Ship { state_dir, wait }) => {
+            return crate::sensor_ship::ship(state_dir, wait.map(Duration::from_secs));
+        }
+        _ => {}
     }
     if args.read.is_none() && args.interface.is_none() {
         anyhow::bail!(
@@ -133,20 +180,72 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
         ddos: if args.no_ddos { None } else { cfg.ddos.clone() },
         ..cfg
     };
+    let mut shipper = match &args.ship {
+        Some(dir) => Some(crate::sensor_ship::Shipper::start(dir)?),
+        None => None,
+    };
     let Some(read) = &args.read else {
-        return live(&args, cfg, rules, eve_path);
+        let tee = shipper.as_ref().map(crate::sensor_ship::Shipper::sink);
+        let res = live(&args, cfg, rules, eve_path, tee);
+        let wait = Duration::from_secs(args.ship_wait.unwrap_or(10));
+        let shipped = finish_shipping(shipper, Some(wait))?;
+        return Ok(res?.max(shipped));
     };
     let file =
         File::create(&eve_path).with_context(|| format!("creating {}", eve_path.display()))?;
-    let mut sensor = Sensor::new(cfg, BufWriter::with_capacity(1 << 16, file));
+    let out: Box<dyn std::io::Write + Send> = match &shipper {
+        Some(s) => Box::new(canh_nsm::eve::TeeLines::new(
+            BufWriter::with_capacity(1 << 16, file),
+            s.sink(),
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 16, file)),
+    };
+    let mut sensor = Sensor::new(cfg, out);
     if let Some(r) = rules {
         sensor = sensor.with_rules(r);
     }
     let stats = canh_nsm::run_capture_file(read, sensor)
-        .with_context(|| format!("reading capture {}", read.display()))?;
+        .with_context(|| format!("reading capture {}", read.display()));
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(s) = shipper.take() {
+                // What was read before the error is shipped too.
+                finish_shipping(Some(s), args.ship_wait.map(Duration::from_secs))?;
+            }
+            return Err(e);
+        }
+    };
     write_blocklist(&stats, &args.log_dir)?;
     report(&stats, &eve_path);
-    Ok(0)
+    finish_shipping(shipper, args.ship_wait.map(Duration::from_secs))
+}
+
+/// Spools the last lines, waits for the server's acknowledgement (at most `wait`), stops.
+fn finish_shipping(
+    shipper: Option<crate::sensor_ship::Shipper>,
+    wait: Option<Duration>,
+) -> anyhow::Result<i32> {
+    let Some(mut shipper) = shipper else {
+        return Ok(0);
+    };
+    let counts = shipper.finish_input();
+    eprintln!(
+        "{} events spooled for the server ({} unparsed, {} lost); waiting for its acknowledgement / đã đưa {} sự kiện vào hàng đợi gửi máy chủ",
+        counts.spooled, counts.unparsed, counts.lost, counts.spooled
+    );
+    let done = shipper.wait_acked(wait);
+    let left = shipper.pending();
+    shipper.stop();
+    if done {
+        eprintln!("shipped: everything acknowledged / đã gửi: máy chủ đã xác nhận tất cả");
+        Ok(0)
+    } else {
+        eprintln!(
+            "{left} events still wait for the server; they stay spooled (`canh sensor ship`) /              còn {left} sự kiện chờ máy chủ, vẫn giữ trong hàng đợi"
+        );
+        Ok(3)
+    }
 }
 
 /// `canh sensor -i IFACE`: live capture until SIGINT/SIGTERM.
@@ -156,9 +255,11 @@ fn live(
     cfg: SensorConfig,
     rules: Option<Arc<canh_nsm::rules::RuleSet>>,
     eve_path: PathBuf,
+    tee: Option<canh_nsm::eve::LineSink>,
 ) -> anyhow::Result<i32> {
     let iface = args.interface.clone().unwrap_or_default();
     let mut live = canh_nsm::LiveConfig::new(iface.clone(), eve_path.clone());
+    live.tee = tee;
     live.workers = usize::from(args.workers);
     live.promisc = args.promisc;
     live.ring_bytes = args.ring_mib.saturating_mul(1 << 20);
@@ -192,6 +293,7 @@ fn live(
     _cfg: SensorConfig,
     _rules: Option<Arc<canh_nsm::rules::RuleSet>>,
     _eve_path: PathBuf,
+    _tee: Option<canh_nsm::eve::LineSink>,
 ) -> anyhow::Result<i32> {
     anyhow::bail!("live capture (-i) is only available on Linux; use -r FILE")
 }

@@ -5,7 +5,63 @@ use crate::flow::{EndReason, Flow};
 use crate::proto::{AppEvent, Direction};
 use crate::rules::{Rule, RuleSet};
 use serde_json::{Map, Value, json};
+use std::io::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Receives complete EVE lines (one or more, each ending in `\n`) once they are written.
+pub type LineSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// A writer that passes everything to `inner` and hands every complete line to a
+/// [`LineSink`] too; a line cut between two writes is handed over once it is whole.
+pub struct TeeLines<W> {
+    inner: W,
+    partial: Vec<u8>,
+    sink: LineSink,
+}
+
+impl<W: Write> TeeLines<W> {
+    /// Tees `inner` into `sink`.
+    pub fn new(inner: W, sink: LineSink) -> Self {
+        Self {
+            inner,
+            partial: Vec::new(),
+            sink,
+        }
+    }
+
+    /// The inner writer; an unfinished last line (no `\n`) is not handed to the sink.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
+    fn take(&mut self, buf: &[u8]) {
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            self.partial.extend_from_slice(buf);
+            return;
+        };
+        if self.partial.is_empty() {
+            (self.sink)(&buf[..=end]);
+        } else {
+            self.partial.extend_from_slice(&buf[..=end]);
+            (self.sink)(&self.partial);
+            self.partial.clear();
+        }
+        self.partial.extend_from_slice(&buf[end + 1..]);
+    }
+}
+
+impl<W: Write> Write for TeeLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.take(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// Suricata's spelling of an IP address: IPv6 in full, uncompressed form.
 pub fn ip_string(ip: IpAddr) -> String {
@@ -437,6 +493,26 @@ pub fn anomaly_record(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tee_hands_over_whole_lines_only() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+        let sink: super::LineSink = {
+            let seen = std::sync::Arc::clone(&seen);
+            std::sync::Arc::new(move |b: &[u8]| seen.lock().unwrap().push(b.to_vec()))
+        };
+        let mut tee = super::TeeLines::new(Vec::new(), sink);
+        std::io::Write::write_all(&mut tee, b"{\"a\":1}\n{\"b\"").unwrap();
+        std::io::Write::write_all(&mut tee, b":2}\n{\"c\":3}\n{").unwrap();
+        std::io::Write::write_all(&mut tee, b"\"d\":").unwrap();
+        let file = tee.into_inner();
+        assert_eq!(file, b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":");
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            [b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n{\"c\":3}\n".to_vec()]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -23,6 +23,7 @@
 
 use crate::NsmError;
 use crate::decode::{LinkType, Timestamp};
+use crate::eve::LineSink;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorConfig, SensorStats};
 use serde_json::{Value, json};
@@ -212,6 +213,9 @@ pub struct LiveConfig {
     pub stop_on_signals: bool,
     /// Stop when this flag becomes true (checked at least every 200 ms).
     pub stop: Arc<AtomicBool>,
+    /// Also receives every complete EVE line once it is written to `eve_path` (for shipping
+    /// to a server).
+    pub tee: Option<LineSink>,
 }
 
 impl LiveConfig {
@@ -231,6 +235,7 @@ impl LiveConfig {
             rules: None,
             stop_on_signals: true,
             stop: Arc::new(AtomicBool::new(false)),
+            tee: None,
         }
     }
 }
@@ -295,7 +300,10 @@ pub fn run_live(cfg: LiveConfig) -> Result<LiveStats, LiveCaptureError> {
         source,
     };
     let file = File::create(&cfg.eve_path).map_err(output_err)?;
-    let shared = Arc::new(Mutex::new(file));
+    let shared = Arc::new(Mutex::new(EveFile {
+        file,
+        tee: cfg.tee.clone(),
+    }));
     if cfg.stop_on_signals {
         install_signal_handlers();
     }
@@ -355,11 +363,11 @@ pub fn run_live(cfg: LiveConfig) -> Result<LiveStats, LiveCaptureError> {
         let rec = stats_record(&stats, workers);
         let mut line = serde_json::to_vec(&rec).map_err(|e| output_err(e.into()))?;
         line.push(b'\n');
-        let mut f = shared
+        shared
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.write_all(&line).map_err(output_err)?;
-        f.flush().map_err(output_err)?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write_lines(&line)
+            .map_err(output_err)?;
     }
     tracing::info!(
         packets = stats.total.packets,
@@ -398,19 +406,34 @@ impl Write for Pending {
     }
 }
 
+/// The EVE file the workers share, and where its lines are also sent.
+struct EveFile {
+    file: File,
+    tee: Option<LineSink>,
+}
+
+impl EveFile {
+    /// Writes complete lines, then hands them to the tee.
+    fn write_lines(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(lines)?;
+        self.file.flush()?;
+        if let Some(tee) = &self.tee {
+            tee(lines);
+        }
+        Ok(())
+    }
+}
+
 /// Appends the complete lines of `pending` to the shared file.
-fn drain_lines(pending: &RefCell<Vec<u8>>, shared: &Mutex<File>) -> std::io::Result<()> {
+fn drain_lines(pending: &RefCell<Vec<u8>>, shared: &Mutex<EveFile>) -> std::io::Result<()> {
     let mut buf = pending.borrow_mut();
     let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
         return Ok(());
     };
-    {
-        let mut f = shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.write_all(&buf[..=end])?;
-        f.flush()?;
-    }
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .write_lines(&buf[..=end])?;
     buf.drain(..=end);
     Ok(())
 }
@@ -423,7 +446,7 @@ const DRAIN_MAX: usize = 100_000;
 fn worker(
     cfg: &LiveConfig,
     mut sock: PacketSocket,
-    shared: &Mutex<File>,
+    shared: &Mutex<EveFile>,
 ) -> Result<WorkerResult, LiveCaptureError> {
     let output_err = |source| LiveCaptureError::Output {
         path: cfg.eve_path.display().to_string(),
@@ -1140,11 +1163,20 @@ mod tests {
     fn drain_writes_only_whole_lines() {
         let dir = std::env::temp_dir().join(format!("canh-live-drain-{}", std::process::id()));
         let file = File::create(&dir).unwrap();
-        let shared = Mutex::new(file);
+        let teed = Arc::new(Mutex::new(Vec::new()));
+        let tee: LineSink = {
+            let teed = Arc::clone(&teed);
+            Arc::new(move |lines: &[u8]| teed.lock().unwrap().extend_from_slice(lines))
+        };
+        let shared = Mutex::new(EveFile {
+            file,
+            tee: Some(tee),
+        });
         let pending = RefCell::new(b"{\"a\":1}\n{\"b\":".to_vec());
         drain_lines(&pending, &shared).unwrap();
         assert_eq!(std::fs::read(&dir).unwrap(), b"{\"a\":1}\n");
         assert_eq!(pending.borrow().as_slice(), b"{\"b\":");
+        assert_eq!(teed.lock().unwrap().as_slice(), b"{\"a\":1}\n");
         std::fs::remove_file(&dir).unwrap();
     }
 }

@@ -7,4 +7,5 @@ mod agent;
 mod hunt;
 mod hunt_store;
 mod sensor;
+mod sensor_ship;
 mod server;
