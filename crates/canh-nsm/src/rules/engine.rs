@@ -3,6 +3,7 @@
 
 use super::buffers::{AppData, AppProto, Buf, fill};
 use super::compile::{FlowbitOp, Group, Rule, RuleProto, ThresholdKind, Track, Transform};
+use super::header::{AddrIndex, AddrIndexBuilder};
 use super::matcher::inspect;
 use crate::proto::Direction;
 use aho_corasick::AhoCorasick;
@@ -77,9 +78,14 @@ pub struct Alert {
 /// Fast patterns with the index of their rule.
 type Patterns = Vec<(Vec<u8>, u32)>;
 
+/// One automaton over the distinct fast patterns of a group of rules. Rules often share a
+/// fast pattern (dozens of SMB rules start from `|FF|SMB`); each distinct pattern is in the
+/// automaton once, so an occurrence is one match, not one per rule.
 #[derive(Debug, Default)]
 struct Prefilter {
     ac: Option<AhoCorasick>,
+    /// Rules of pattern `p`: `owners[starts[p]..starts[p + 1]]`.
+    starts: Vec<u32>,
     owners: Vec<u32>,
 }
 
@@ -88,19 +94,42 @@ impl Prefilter {
         if pats.is_empty() {
             return Self::default();
         }
-        let owners = pats.iter().map(|(_, r)| *r).collect();
+        // The automaton ignores ASCII case, so patterns differing only in case are one.
+        let mut by_pattern: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        for (p, r) in pats {
+            let key = p.to_ascii_lowercase();
+            let rules = by_pattern.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            });
+            rules.push(r);
+        }
+        let mut starts = Vec::with_capacity(order.len() + 1);
+        let mut owners = Vec::new();
+        for key in &order {
+            starts.push(owners.len() as u32);
+            if let Some(rules) = by_pattern.get(key) {
+                owners.extend_from_slice(rules);
+            }
+        }
+        starts.push(owners.len() as u32);
         let ac = AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .build(pats.iter().map(|(p, _)| p))
+            .build(&order)
             .ok();
-        Self { ac, owners }
+        Self { ac, starts, owners }
     }
 
-    fn candidates(&self, hay: &[u8], out: &mut Vec<u32>) {
+    fn candidates(&self, hay: &[u8], out: &mut Candidates) {
         let Some(ac) = &self.ac else { return };
         for m in ac.find_overlapping_iter(hay) {
-            if let Some(r) = self.owners.get(m.pattern().as_usize()) {
-                out.push(*r);
+            let p = m.pattern().as_usize();
+            let (Some(&from), Some(&to)) = (self.starts.get(p), self.starts.get(p + 1)) else {
+                continue;
+            };
+            if let Some(rules) = self.owners.get(from as usize..to as usize) {
+                out.extend(rules);
             }
         }
     }
@@ -125,9 +154,52 @@ pub struct DetectState {
     thresholds: HashMap<(u32, Option<IpAddr>, Option<IpAddr>), ThresholdEntry>,
     /// Threshold entries dropped because the table was full.
     pub threshold_evictions: u64,
-    candidates: Vec<u32>,
+    candidates: Candidates,
     scratch: Vec<u8>,
     transformed: Vec<u8>,
+}
+
+/// The rules one packet or event may match, each once.
+#[derive(Debug, Default)]
+struct Candidates {
+    list: Vec<u32>,
+    /// `seen[rule] == epoch` when the rule is already in `list`.
+    seen: Vec<u32>,
+    epoch: u32,
+}
+
+impl Candidates {
+    fn begin(&mut self, rules: usize) {
+        self.list.clear();
+        if self.seen.len() < rules {
+            self.seen.resize(rules, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    fn push(&mut self, rule: u32) {
+        if let Some(s) = self.seen.get_mut(rule as usize)
+            && *s != self.epoch
+        {
+            *s = self.epoch;
+            self.list.push(rule);
+        }
+    }
+
+    fn extend(&mut self, rules: &[u32]) {
+        for &r in rules {
+            self.push(r);
+        }
+    }
+
+    /// Rule order (flowbit setters first) decides evaluation order.
+    fn finish(&mut self) {
+        self.list.sort_unstable();
+    }
 }
 
 /// Compiled rules ready for matching.
@@ -136,13 +208,15 @@ pub struct Engine {
     /// Rules, flowbit setters first.
     pub rules: Vec<Rule>,
     bits: Vec<Vec<BitOp>>,
-    packet: Prefilter,
+    /// Payload prefilters by [`packet_slot`]: a packet is scanned only for the patterns of
+    /// rules that can match its protocol and direction.
+    packet: [Prefilter; PACKET_SLOTS],
     packet_always: Vec<u32>,
     ip_only: Vec<u32>,
-    ip_by_src: HashMap<IpAddr, Vec<u32>>,
-    ip_by_dst: HashMap<IpAddr, Vec<u32>>,
-    pkt_by_src: HashMap<IpAddr, Vec<u32>>,
-    pkt_by_dst: HashMap<IpAddr, Vec<u32>>,
+    ip_by_src: AddrIndex,
+    ip_by_dst: AddrIndex,
+    pkt_by_src: AddrIndex,
+    pkt_by_dst: AddrIndex,
     apps: [AppIndex; 3],
 }
 
@@ -195,13 +269,13 @@ impl Engine {
                 .collect();
             bits.push(ops);
         }
-        let mut packet_pats = Vec::new();
+        let mut packet_pats: [Patterns; PACKET_SLOTS] = Default::default();
         let mut packet_always = Vec::new();
         let mut ip_only = Vec::new();
-        let mut ip_by_src: HashMap<IpAddr, Vec<u32>> = HashMap::new();
-        let mut ip_by_dst: HashMap<IpAddr, Vec<u32>> = HashMap::new();
-        let mut pkt_by_src: HashMap<IpAddr, Vec<u32>> = HashMap::new();
-        let mut pkt_by_dst: HashMap<IpAddr, Vec<u32>> = HashMap::new();
+        let mut ip_by_src = AddrIndexBuilder::default();
+        let mut ip_by_dst = AddrIndexBuilder::default();
+        let mut pkt_by_src = AddrIndexBuilder::default();
+        let mut pkt_by_dst = AddrIndexBuilder::default();
         let mut app_pats: [HashMap<Buf, Patterns>; 3] = Default::default();
         let mut apps: [AppIndex; 3] = Default::default();
         for (i, r) in rules.iter().enumerate() {
@@ -219,37 +293,26 @@ impl Engine {
                     None => apps[slot].always.push(i),
                 }
             } else if r.is_ip_only() {
-                // IP lists are indexed by host so a new flow looks up only its own addresses.
-                match (r.bidirectional, r.src.hosts(), r.dst.hosts()) {
-                    (false, Some(hosts), _) => {
-                        for h in hosts {
-                            ip_by_src.entry(h).or_default().push(i);
-                        }
-                    }
-                    (false, None, Some(hosts)) => {
-                        for h in hosts {
-                            ip_by_dst.entry(h).or_default().push(i);
-                        }
-                    }
-                    _ => ip_only.push(i),
+                // Address lists are indexed (by the narrower side) so that a new flow looks
+                // up only the rules naming its own addresses.
+                match index_side(r) {
+                    Some(Side::Src) => ip_by_src.add(&r.src, i),
+                    Some(Side::Dst) => ip_by_dst.add(&r.dst, i),
+                    None => ip_only.push(i),
                 }
             } else {
                 match &r.fast {
-                    Some((Buf::Payload, pat)) => packet_pats.push((pat.clone(), i)),
-                    // Rules without a payload pattern but with a host list (reputation
+                    Some((Buf::Payload, pat)) => {
+                        for slot in rule_slots(r) {
+                            packet_pats[slot].push((pat.clone(), i));
+                        }
+                    }
+                    // Rules without a payload pattern but with an address list (reputation
                     // rules with flags/flowbits) are looked up by address.
-                    _ => match (r.bidirectional, r.src.hosts(), r.dst.hosts()) {
-                        (false, Some(hosts), _) => {
-                            for h in hosts {
-                                pkt_by_src.entry(h).or_default().push(i);
-                            }
-                        }
-                        (false, None, Some(hosts)) => {
-                            for h in hosts {
-                                pkt_by_dst.entry(h).or_default().push(i);
-                            }
-                        }
-                        _ => packet_always.push(i),
+                    _ => match index_side(r) {
+                        Some(Side::Src) => pkt_by_src.add(&r.src, i),
+                        Some(Side::Dst) => pkt_by_dst.add(&r.dst, i),
+                        None => packet_always.push(i),
                     },
                 }
             }
@@ -265,13 +328,13 @@ impl Engine {
         Self {
             rules,
             bits,
-            packet: Prefilter::build(packet_pats),
+            packet: packet_pats.map(Prefilter::build),
             packet_always,
             ip_only,
-            ip_by_src,
-            ip_by_dst,
-            pkt_by_src,
-            pkt_by_dst,
+            ip_by_src: ip_by_src.build(),
+            ip_by_dst: ip_by_dst.build(),
+            pkt_by_src: pkt_by_src.build(),
+            pkt_by_dst: pkt_by_dst.build(),
             apps,
         }
     }
@@ -295,30 +358,22 @@ impl Engine {
         out: &mut Vec<Alert>,
     ) {
         let mut cands = std::mem::take(&mut st.candidates);
-        cands.clear();
+        cands.begin(self.rules.len());
         if pkt.first_in_dir {
-            cands.extend_from_slice(&self.ip_only);
-            if let Some(l) = self.ip_by_src.get(&pkt.src) {
-                cands.extend_from_slice(l);
-            }
-            if let Some(l) = self.ip_by_dst.get(&pkt.dst) {
-                cands.extend_from_slice(l);
-            }
+            cands.extend(&self.ip_only);
+            cands.extend(self.ip_by_src.get(pkt.src));
+            cands.extend(self.ip_by_dst.get(pkt.dst));
         }
-        if !pkt.payload.is_empty() {
-            self.packet.candidates(pkt.payload, &mut cands);
+        if !pkt.payload.is_empty()
+            && let Some(pf) = self.packet.get(packet_slot(pkt.proto, pkt.dir))
+        {
+            pf.candidates(pkt.payload, &mut cands);
         }
-        if let Some(l) = self.pkt_by_src.get(&pkt.src) {
-            cands.extend_from_slice(l);
-        }
-        if let Some(l) = self.pkt_by_dst.get(&pkt.dst) {
-            cands.extend_from_slice(l);
-        }
-        cands.extend_from_slice(&self.packet_always);
-        // Rule order (flowbit setters first) decides evaluation order.
-        cands.sort_unstable();
-        cands.dedup();
-        for &ri in &cands {
+        cands.extend(self.pkt_by_src.get(pkt.src));
+        cands.extend(self.pkt_by_dst.get(pkt.dst));
+        cands.extend(&self.packet_always);
+        cands.finish();
+        for &ri in &cands.list {
             let Some(rule) = self.rules.get(ri as usize) else {
                 continue;
             };
@@ -391,16 +446,15 @@ impl Engine {
     ) {
         let idx = &self.apps[app_slot(data.proto)];
         let mut cands = std::mem::take(&mut st.candidates);
-        cands.clear();
+        cands.begin(self.rules.len());
         for (buf, pf) in &idx.prefilters {
             if fill(*buf, data, &mut st.scratch) {
                 pf.candidates(&st.scratch, &mut cands);
             }
         }
-        cands.extend_from_slice(&idx.always);
-        cands.sort_unstable();
-        cands.dedup();
-        for &ri in &cands {
+        cands.extend(&idx.always);
+        cands.finish();
+        for &ri in &cands.list {
             let Some(rule) = self.rules.get(ri as usize) else {
                 continue;
             };
@@ -581,6 +635,57 @@ fn flow_ok(rule: &Rule, dir: Direction, established: bool) -> bool {
         return false;
     }
     f.direction.is_none_or(|d| d == dir)
+}
+
+/// Payload prefilter slots: (TCP, UDP, other) × (to server, to client).
+const PACKET_SLOTS: usize = 6;
+
+fn packet_slot(proto: u8, dir: Direction) -> usize {
+    let class = match proto {
+        6 => 0,
+        17 => 1,
+        _ => 2,
+    };
+    class * 2 + usize::from(dir == Direction::ToClient)
+}
+
+/// The slots whose packets a payload rule can match.
+fn rule_slots(r: &Rule) -> Vec<usize> {
+    let classes: &[usize] = match r.proto {
+        RuleProto::Tcp => &[0],
+        RuleProto::Udp => &[1],
+        RuleProto::Icmp => &[2],
+        // `ip` rules, and application rules inspecting the raw payload, see any protocol.
+        RuleProto::Ip | RuleProto::App(_) => &[0, 1, 2],
+    };
+    let dirs: &[usize] = match r.flow.direction {
+        Some(Direction::ToServer) => &[0],
+        Some(Direction::ToClient) => &[1],
+        None => &[0, 1],
+    };
+    classes
+        .iter()
+        .flat_map(|c| dirs.iter().map(move |d| c * 2 + d))
+        .collect()
+}
+
+enum Side {
+    Src,
+    Dst,
+}
+
+/// Which address list a one-directional rule is best indexed by: the narrower of its lists;
+/// `None` when both sides are `any` (or negations only) or the rule is bidirectional.
+fn index_side(r: &Rule) -> Option<Side> {
+    if r.bidirectional {
+        return None;
+    }
+    match (r.src.span(), r.dst.span()) {
+        (Some(s), Some(d)) if d < s => Some(Side::Dst),
+        (Some(_), _) => Some(Side::Src),
+        (None, Some(_)) => Some(Side::Dst),
+        (None, None) => None,
+    }
 }
 
 fn header_ok(rule: &Rule, src: (IpAddr, u16), dst: (IpAddr, u16)) -> bool {

@@ -42,6 +42,7 @@ impl Cidr {
         })
     }
 
+    #[cfg(test)]
     fn contains(&self, ip: IpAddr) -> bool {
         let (v6, bits, max) = match ip {
             IpAddr::V4(v4) => (false, u128::from(u32::from(v4)), 32u8),
@@ -71,15 +72,199 @@ pub struct AddrSet {
     pos: Vec<Cidr>,
     neg: Vec<Cidr>,
     any: bool,
+    /// `pos` and `neg` as sorted, merged ranges: a lookup is a binary search, not a walk of
+    /// every entry (IP-reputation rules list hundreds of networks).
+    pos_ranges: Ranges,
+    neg_ranges: Ranges,
+}
+
+/// Address ranges per family, sorted by start and merged (no two overlap or touch).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Ranges {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Ranges {
+    fn build(cidrs: &[Cidr]) -> Self {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for c in cidrs {
+            if c.v6 {
+                let host = !mask(128, c.prefix);
+                v6.push((c.net, c.net | host));
+            } else {
+                let host = !(mask(32, c.prefix) as u32);
+                let net = c.net as u32;
+                v4.push((net, net | host));
+            }
+        }
+        Self {
+            v4: merge(v4),
+            v6: merge(v6),
+        }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => in_ranges(&self.v4, u32::from(v4)),
+            IpAddr::V6(v6) => in_ranges(&self.v6, u128::from(v6)),
+        }
+    }
+}
+
+fn merge<T: Ord + Copy + num_like::Succ>(mut r: Vec<(T, T)>) -> Vec<(T, T)> {
+    r.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(r.len());
+    for (start, end) in r {
+        if let Some(last) = out.last_mut()
+            && (start <= last.1 || last.1.succ() == Some(start))
+        {
+            last.1 = last.1.max(end);
+            continue;
+        }
+        out.push((start, end));
+    }
+    out
+}
+
+fn in_ranges<T: Ord + Copy>(r: &[(T, T)], x: T) -> bool {
+    let i = r.partition_point(|&(start, _)| start <= x);
+    i > 0 && r[i - 1].1 >= x
+}
+
+mod num_like {
+    /// The next value, if any.
+    pub(super) trait Succ: Sized {
+        fn succ(self) -> Option<Self>;
+    }
+    impl Succ for u32 {
+        fn succ(self) -> Option<Self> {
+            self.checked_add(1)
+        }
+    }
+    impl Succ for u128 {
+        fn succ(self) -> Option<Self> {
+            self.checked_add(1)
+        }
+    }
+}
+
+/// Rules by address: which rules' address lists contain an address, found with one binary
+/// search (the lists are cut into elementary segments, each with the rules covering it).
+#[derive(Debug, Clone, Default)]
+pub struct AddrIndex {
+    v4: Stab<u32>,
+    v6: Stab<u128>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Stab<T> {
+    /// Segment `i` is `bounds[i]..bounds[i + 1]` (the last one runs to the end).
+    bounds: Vec<T>,
+    lists: Vec<Vec<u32>>,
+}
+
+impl<T: Ord + Copy + num_like::Succ> Stab<T> {
+    fn build(items: &[((T, T), u32)]) -> Self {
+        let mut bounds: Vec<T> = Vec::with_capacity(items.len() * 2);
+        for &((start, end), _) in items {
+            bounds.push(start);
+            if let Some(n) = end.succ() {
+                bounds.push(n);
+            }
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut lists = vec![Vec::new(); bounds.len()];
+        for &((start, end), rule) in items {
+            let from = bounds.partition_point(|b| *b < start);
+            let to = end
+                .succ()
+                .map_or(bounds.len(), |n| bounds.partition_point(|b| *b < n));
+            for list in &mut lists[from..to] {
+                list.push(rule);
+            }
+        }
+        for list in &mut lists {
+            list.sort_unstable();
+            list.dedup();
+            list.shrink_to_fit();
+        }
+        Self { bounds, lists }
+    }
+
+    fn get(&self, x: T) -> &[u32] {
+        let i = self.bounds.partition_point(|b| *b <= x);
+        if i == 0 {
+            return &[];
+        }
+        self.lists.get(i - 1).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Collects (address list, rule) pairs for an [`AddrIndex`].
+#[derive(Debug, Default)]
+pub struct AddrIndexBuilder {
+    v4: Vec<((u32, u32), u32)>,
+    v6: Vec<((u128, u128), u32)>,
+}
+
+impl AddrIndexBuilder {
+    /// Indexes `rule` under every address of the positive list of `set` (a set that is `any`
+    /// adds nothing).
+    pub fn add(&mut self, set: &AddrSet, rule: u32) {
+        if set.any {
+            return;
+        }
+        self.v4.extend(set.pos_ranges.v4.iter().map(|r| (*r, rule)));
+        self.v6.extend(set.pos_ranges.v6.iter().map(|r| (*r, rule)));
+    }
+
+    /// The index.
+    pub fn build(self) -> AddrIndex {
+        AddrIndex {
+            v4: Stab::build(&self.v4),
+            v6: Stab::build(&self.v6),
+        }
+    }
+}
+
+impl AddrIndex {
+    /// Rules whose list contains `ip`, ascending.
+    pub fn get(&self, ip: IpAddr) -> &[u32] {
+        match ip {
+            IpAddr::V4(v4) => self.v4.get(u32::from(v4)),
+            IpAddr::V6(v6) => self.v6.get(u128::from(v6)),
+        }
+    }
 }
 
 impl AddrSet {
+    /// How many addresses the positive list spans (`None` for `any`): the narrower side of a
+    /// rule is the better one to index it by.
+    pub fn span(&self) -> Option<u128> {
+        if self.any {
+            return None;
+        }
+        let v4: u128 = self
+            .pos_ranges
+            .v4
+            .iter()
+            .map(|(s, e)| u128::from(e - s) + 1)
+            .sum();
+        let v6 = self.pos_ranges.v6.iter().fold(0u128, |acc, (s, e)| {
+            acc.saturating_add((e - s).saturating_add(1))
+        });
+        Some(v4.saturating_add(v6))
+    }
+
     /// Whether `ip` is in the set.
     pub fn matches(&self, ip: IpAddr) -> bool {
-        if self.neg.iter().any(|c| c.contains(ip)) {
+        if self.neg_ranges.contains(ip) {
             return false;
         }
-        self.any || self.pos.iter().any(|c| c.contains(ip))
+        self.any || self.pos_ranges.contains(ip)
     }
 
     /// Whether the set is plain `any`.
@@ -219,6 +404,8 @@ pub fn parse_addrs(s: &str, vars: &Vars) -> Result<AddrSet, String> {
     if !set.any && set.pos.is_empty() {
         return Err(format!("address group {s:?} matches nothing"));
     }
+    set.pos_ranges = Ranges::build(&set.pos);
+    set.neg_ranges = Ranges::build(&set.neg);
     Ok(set)
 }
 
@@ -327,9 +514,103 @@ fn add_ports(s: &str, vars: &Vars, neg: bool, set: &mut PortSet, depth: u8) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The definition: any positive entry and no negative entry contains the address.
+    fn linear(set: &AddrSet, ip: IpAddr) -> bool {
+        !set.neg.iter().any(|c| c.contains(ip))
+            && (set.any || set.pos.iter().any(|c| c.contains(ip)))
+    }
+
+    proptest! {
+        #[test]
+        fn range_lookup_agrees_with_the_entries(
+            nets in proptest::collection::vec((any::<u32>(), 0u8..=32, any::<bool>()), 1..40),
+            probes in proptest::collection::vec(any::<u32>(), 1..60),
+        ) {
+            let list: Vec<String> = nets
+                .iter()
+                .map(|(n, p, neg)| {
+                    let ip = std::net::Ipv4Addr::from(*n);
+                    format!("{}{ip}/{p}", if *neg { "!" } else { "" })
+                })
+                .collect();
+            let Ok(set) = parse_addrs(&format!("[{}]", list.join(",")), &Vars::default()) else {
+                return Ok(());
+            };
+            for &(n, _, _) in &nets {
+                for probe in [n, n.wrapping_add(1), n.wrapping_sub(1)] {
+                    let ip = IpAddr::V4(probe.into());
+                    prop_assert_eq!(set.matches(ip), linear(&set, ip));
+                }
+            }
+            for p in probes {
+                let ip = IpAddr::V4(p.into());
+                prop_assert_eq!(set.matches(ip), linear(&set, ip));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_address_index_finds_exactly_the_rules_whose_list_holds_the_address(
+            rules in proptest::collection::vec(
+                proptest::collection::vec((any::<u8>(), any::<u8>(), 8u8..=32), 1..6),
+                1..20,
+            ),
+            probes in proptest::collection::vec((any::<u8>(), any::<u8>(), any::<u16>()), 1..50),
+        ) {
+            // Addresses drawn from a small space so that networks overlap and nest.
+            let sets: Vec<AddrSet> = rules
+                .iter()
+                .map(|nets| {
+                    let list: Vec<String> = nets
+                        .iter()
+                        .map(|(a, b, p)| format!("10.{}.{}.0/{p}", a % 4, b % 4))
+                        .collect();
+                    parse_addrs(&format!("[{}]", list.join(",")), &Vars::default()).unwrap()
+                })
+                .collect();
+            let mut b = AddrIndexBuilder::default();
+            for (i, s) in sets.iter().enumerate() {
+                b.add(s, i as u32);
+            }
+            let index = b.build();
+            for (a, c, low) in probes {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, a % 4, c % 4, low as u8));
+                let want: Vec<u32> = sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.matches(ip))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                prop_assert_eq!(index.get(ip), want.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn adjacent_and_nested_networks_merge() {
+        let vars = Vars::default();
+        let s = parse_addrs(
+            "[10.0.0.0/25,10.0.0.128/25,10.0.0.5,11.0.0.0/8,!11.1.0.0/16]",
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(s.pos_ranges.v4.len(), 2);
+        assert!(s.matches(ip("10.0.0.200")));
+        assert!(!s.matches(ip("10.0.1.0")));
+        assert!(s.matches(ip("11.0.0.1")));
+        assert!(!s.matches(ip("11.1.2.3")));
+        assert!(s.matches(ip("11.2.0.0")));
+        assert!(!s.matches(ip("::1")));
+        let v6 = parse_addrs("[2001:db8::/32,::/0]", &vars).unwrap();
+        assert!(v6.matches(ip("fe80::1")));
+        assert!(!v6.matches(ip("1.2.3.4")));
     }
 
     #[test]
