@@ -19,6 +19,8 @@ for pair in logger:bsdutils curl:curl openssl:openssl python3:python3 pip3:pytho
 done
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ] \
   || need_apt+=(rsyslog-gnutls)
+# libpcap compiles `canh sensor --bpf EXPR` filters (loaded at run time, not linked).
+ldconfig -p 2>/dev/null | grep -q 'libpcap\.so\.0\.8' || need_apt+=(libpcap0.8)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

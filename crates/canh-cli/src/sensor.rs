@@ -48,6 +48,15 @@ pub(crate) struct SensorArgs {
     /// Live capture: compiled BPF filter, the output of `tcpdump -ddd EXPR` (or `-dd`).
     #[arg(long, value_name = "FILE", requires = "interface")]
     bpf_file: Option<PathBuf>,
+    /// Live capture: filter expression in tcpdump syntax, e.g. `not port 22` (compiled with
+    /// the system's libpcap).
+    #[arg(
+        long,
+        value_name = "EXPR",
+        requires = "interface",
+        conflicts_with = "bpf_file"
+    )]
+    bpf: Option<String>,
     /// Directory for `eve.json` (created if missing).
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
@@ -265,6 +274,7 @@ fn live(
     live.ring_bytes = args.ring_mib.saturating_mul(1 << 20);
     live.sensor = cfg;
     live.rules = rules;
+    live.filter_expr = args.bpf.clone();
     if let Some(f) = &args.bpf_file {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;

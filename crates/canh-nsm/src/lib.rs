@@ -10,6 +10,8 @@ pub mod eve;
 pub mod flow;
 #[cfg(target_os = "linux")]
 pub mod live;
+#[cfg(target_os = "linux")]
+pub mod pcap_filter;
 pub mod proto;
 pub mod rules;
 pub mod sensor;

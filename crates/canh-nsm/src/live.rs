@@ -195,6 +195,9 @@ pub struct LiveConfig {
     pub promisc: bool,
     /// BPF filter attached to every socket.
     pub filter: Option<BpfProgram>,
+    /// A filter expression in tcpdump syntax, compiled with the system's libpcap for the
+    /// interface's link type (used when `filter` is `None`).
+    pub filter_expr: Option<String>,
     /// Largest frame kept (bytes); longer frames are cut.
     pub snaplen: usize,
     /// Socket receive buffer (bytes) asked per worker (without a ring).
@@ -227,6 +230,7 @@ impl LiveConfig {
             workers: 1,
             promisc: false,
             filter: None,
+            filter_expr: None,
             snaplen: 256 << 10,
             rcvbuf: 32 << 20,
             ring_bytes: 32 << 20,
@@ -622,7 +626,16 @@ impl PacketSocket {
                 });
             }
         };
-        if let Some(prog) = &cfg.filter {
+        let compiled;
+        let filter = match (&cfg.filter, &cfg.filter_expr) {
+            (Some(p), _) => Some(p),
+            (None, Some(expr)) => {
+                compiled = crate::pcap_filter::compile(expr, link, cfg.snaplen)?;
+                Some(&compiled)
+            }
+            (None, None) => None,
+        };
+        if let Some(prog) = filter {
             let mut insns: Vec<libc::sock_filter> = prog
                 .insns
                 .iter()

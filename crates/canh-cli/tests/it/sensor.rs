@@ -553,7 +553,7 @@ print("done", flush=True)
         let Some(ns) = NetnsPair::create("sensor_live_bpf_filter_keeps_only_udp") else {
             return;
         };
-        // `tcpdump -ddd 'ip and udp'` for Ethernet.
+        // `tcpdump -ddd 'ip and udp'` for Ethernet, then the same filter as an expression.
         let dir = tempfile::tempdir().unwrap();
         let bpf = dir.path().join("udp.bpf");
         std::fs::write(
@@ -562,27 +562,39 @@ print("done", flush=True)
         )
         .unwrap();
         let bpf = bpf.to_str().unwrap();
-        // The client has finished (HTTP included) before this wait starts.
-        let r = capture(&ns, "TERM", &["--bpf-file", bpf], 2, 2, |recs| {
-            has_dns_query(recs, "host1.canh-live.example")
-        });
-        let recs = &r.records;
-        assert_eq!(flows_to_port(recs, 53).len(), 2);
-        assert!(has_dns_query(recs, "host0.canh-live.example"));
-        assert!(of_type(recs, "http").is_empty(), "TCP passed the filter");
-        assert!(
-            flows_to_port(recs, 8080).is_empty(),
-            "TCP passed the filter"
-        );
-        assert!(
-            of_type(recs, "flow").iter().all(|f| f["proto"] == "UDP"),
-            "only UDP may pass"
-        );
-        let stats = of_type(recs, "stats");
-        assert_eq!(
-            stats[0]["stats"]["decoder"]["not_ip"], 0,
-            "ARP passed the filter"
-        );
+        for filter in [["--bpf-file", bpf], ["--bpf", "ip and udp"]] {
+            // The client has finished (HTTP included) before this wait starts.
+            let r = capture(&ns, "TERM", &filter, 2, 2, |recs| {
+                has_dns_query(recs, "host1.canh-live.example")
+            });
+            let recs = &r.records;
+            assert_eq!(flows_to_port(recs, 53).len(), 2, "{filter:?}");
+            assert!(has_dns_query(recs, "host0.canh-live.example"));
+            assert!(of_type(recs, "http").is_empty(), "TCP passed {filter:?}");
+            assert!(
+                flows_to_port(recs, 8080).is_empty(),
+                "TCP passed {filter:?}"
+            );
+            assert!(
+                of_type(recs, "flow").iter().all(|f| f["proto"] == "UDP"),
+                "only UDP may pass {filter:?}"
+            );
+            let stats = of_type(recs, "stats");
+            assert_eq!(
+                stats[0]["stats"]["decoder"]["not_ip"], 0,
+                "ARP passed {filter:?}"
+            );
+        }
+        // A bad expression is refused before capturing, with libpcap's reason.
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.sensor, env!("CARGO_BIN_EXE_canh")])
+            .args(["sensor", "-i", "veth0", "--bpf", "udp and and", "-l"])
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("syntax error"), "{err}");
     }
 
     #[test]
