@@ -315,12 +315,15 @@ async fn session<W: AsyncWrite + Unpin>(
     };
     write_frame(wr, &ServerMessage::Welcome(welcome)).await?;
     info!(%agent_id, acked_seq, "agent session established");
+    // Commands stay queued (on disk) until their result arrives: each session sends every
+    // pending one once, and the agent refuses a command id it has already run.
+    let mut sent = std::collections::HashSet::new();
     loop {
         let wake = inner.command_wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        let queued = lock(&inner.commands).remove(agent_id).unwrap_or_default();
-        for cmd in queued {
+        for (id, cmd) in inner.pending_commands(agent_id, &sent) {
+            sent.insert(id);
             write_frame(wr, &ServerMessage::Command(cmd)).await?;
         }
         let msg = tokio::select! {
@@ -371,10 +374,7 @@ async fn session<W: AsyncWrite + Unpin>(
             }
             AgentMessage::CommandResult(result) => {
                 info!(%agent_id, id = %result.id, ok = result.ok, "command result");
-                lock(&inner.results)
-                    .entry(agent_id.to_owned())
-                    .or_default()
-                    .push(result);
+                inner.command_answered(agent_id, result);
             }
             AgentMessage::UpgradeReport(report) => {
                 let ack = UpgradeAck {

@@ -180,6 +180,14 @@ struct AgentRecord {
     cert_fingerprints: Vec<String>,
 }
 
+/// A command waiting for its agent's result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct QueuedCommand {
+    pub(crate) id: String,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) command: SignedCommand,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct TokenRecord {
     sha256: String,
@@ -187,6 +195,9 @@ struct TokenRecord {
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
 }
+
+/// The command queue's file under the agents directory.
+const COMMANDS_FILE: &str = "commands.json";
 
 pub(crate) struct Inner {
     dir: PathBuf,
@@ -196,7 +207,9 @@ pub(crate) struct Inner {
     registry: Mutex<Registry>,
     cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
     heartbeats: Mutex<HashMap<String, (DateTime<Utc>, Heartbeat)>>,
-    commands: Mutex<HashMap<String, Vec<SignedCommand>>>,
+    /// Signed commands not yet answered by their agent, by agent; kept in `commands.json`
+    /// so that a restart of the server loses none.
+    commands: Mutex<HashMap<String, Vec<QueuedCommand>>>,
     command_wake: tokio::sync::Notify,
     results: Mutex<HashMap<String, Vec<CommandResult>>>,
     opened_at: DateTime<Utc>,
@@ -267,6 +280,13 @@ impl AgentService {
             Err(e) => return Err(io(format!("reading {}", patches_path.display()))(e)),
         };
         let upgrades = Inner::load_upgrades(&dir)?;
+        let commands_path = dir.join(COMMANDS_FILE);
+        let commands: HashMap<String, Vec<QueuedCommand>> = match std::fs::read(&commands_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| AgentsError::Invalid(format!("{}: {e}", commands_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(io(format!("reading {}", commands_path.display()))(e)),
+        };
         let ca = pki::Ca::load_or_create(&dir)?;
         let key_path = dir.join("command.key");
         let command_key = match std::fs::read_to_string(&key_path) {
@@ -301,7 +321,7 @@ impl AgentService {
                 registry: Mutex::new(registry),
                 cursors: Mutex::new(HashMap::new()),
                 heartbeats: Mutex::new(HashMap::new()),
-                commands: Mutex::new(HashMap::new()),
+                commands: Mutex::new(commands),
                 command_wake: tokio::sync::Notify::new(),
                 results: Mutex::new(HashMap::new()),
                 opened_at: Utc::now(),
@@ -436,15 +456,37 @@ impl AgentService {
         };
         let text = serde_json::to_string(&body).map_err(|e| AgentsError::Invalid(e.to_string()))?;
         let signature = hex::encode(self.inner.command_key.sign(text.as_bytes()).to_bytes());
-        lock(&self.inner.commands)
-            .entry(agent_id.to_owned())
-            .or_default()
-            .push(SignedCommand {
-                body: text,
-                signature,
-            });
+        {
+            let mut queue = lock(&self.inner.commands);
+            queue
+                .entry(agent_id.to_owned())
+                .or_default()
+                .push(QueuedCommand {
+                    id: body.id.clone(),
+                    expires_at: body.expires_at,
+                    command: SignedCommand {
+                        body: text,
+                        signature,
+                    },
+                });
+            // Queued means kept: the command is on disk before its id is returned.
+            if let Err(e) = self.inner.save_commands(&queue) {
+                if let Some(list) = queue.get_mut(agent_id) {
+                    list.retain(|c| c.id != body.id);
+                }
+                return Err(e);
+            }
+        }
         self.inner.command_wake.notify_waiters();
         Ok(body.id)
+    }
+
+    /// Ids of the commands queued for `agent_id` and not yet answered (oldest first).
+    pub fn queued_commands(&self, agent_id: &str) -> Vec<String> {
+        lock(&self.inner.commands)
+            .get(agent_id)
+            .map(|l| l.iter().map(|c| c.id.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Results the agent reported for commands (oldest first).
@@ -486,6 +528,84 @@ impl AgentService {
 }
 
 impl Inner {
+    fn save_commands(
+        &self,
+        queue: &HashMap<String, Vec<QueuedCommand>>,
+    ) -> Result<(), AgentsError> {
+        let json = serde_json::to_vec(queue).map_err(|e| AgentsError::Invalid(e.to_string()))?;
+        write_private(&self.dir.join(COMMANDS_FILE), &json)
+    }
+
+    /// Commands for `agent_id` that are still valid and not in `sent`; expired ones leave the
+    /// queue with a failed result, so that the operator sees they never ran.
+    pub(crate) fn pending_commands(
+        &self,
+        agent_id: &str,
+        sent: &std::collections::HashSet<String>,
+    ) -> Vec<(String, SignedCommand)> {
+        let now = Utc::now();
+        let mut queue = lock(&self.commands);
+        let Some(list) = queue.get_mut(agent_id) else {
+            return Vec::new();
+        };
+        let expired: Vec<String> = list
+            .iter()
+            .filter(|c| c.expires_at < now)
+            .map(|c| c.id.clone())
+            .collect();
+        let out = list
+            .iter()
+            .filter(|c| c.expires_at >= now && !sent.contains(&c.id))
+            .map(|c| (c.id.clone(), c.command.clone()))
+            .collect();
+        if !expired.is_empty() {
+            list.retain(|c| c.expires_at >= now);
+            if list.is_empty() {
+                queue.remove(agent_id);
+            }
+            if let Err(e) = self.save_commands(&queue) {
+                tracing::warn!(error = %e, "command queue not saved");
+            }
+            drop(queue);
+            let mut results = lock(&self.results);
+            let entry = results.entry(agent_id.to_owned()).or_default();
+            for id in expired {
+                tracing::warn!(%agent_id, %id, "command expired before its agent took it");
+                entry.push(CommandResult {
+                    id,
+                    ok: false,
+                    message: "expired before the agent was reached / hết hạn trước khi tới được \
+                              máy trạm"
+                        .to_owned(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Records an agent's result and takes the command off the queue.
+    pub(crate) fn command_answered(&self, agent_id: &str, result: CommandResult) {
+        {
+            let mut queue = lock(&self.commands);
+            if let Some(list) = queue.get_mut(agent_id) {
+                let before = list.len();
+                list.retain(|c| c.id != result.id);
+                if list.len() != before {
+                    if list.is_empty() {
+                        queue.remove(agent_id);
+                    }
+                    if let Err(e) = self.save_commands(&queue) {
+                        tracing::warn!(error = %e, "command queue not saved");
+                    }
+                }
+            }
+        }
+        lock(&self.results)
+            .entry(agent_id.to_owned())
+            .or_default()
+            .push(result);
+    }
+
     fn save(&self, reg: &Registry) -> Result<(), AgentsError> {
         let json =
             serde_json::to_vec_pretty(reg).map_err(|e| AgentsError::Invalid(e.to_string()))?;

@@ -383,6 +383,82 @@ async fn signed_quarantine_command_runs_on_the_agent_and_reports_back() {
     server.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_command_survives_a_server_restart_and_an_expired_one_is_reported() {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let svc = AgentService::open(data.path(), cfg()).unwrap();
+    let token = svc
+        .create_enrolment_token(Duration::from_secs(300))
+        .unwrap();
+    let listener = svc.bind().await.unwrap();
+    let (enrol_addr, agent_addr) = (
+        listener.enrol_addr().unwrap(),
+        listener.agent_addr().unwrap(),
+    );
+    let server = tokio::spawn(listener.serve(Arc::new(CountingSink::default())));
+    let identity =
+        canh_agent::client::enrol(state.path(), &enrol_addr.to_string(), &token, &svc.ca_pin())
+            .await
+            .unwrap();
+    // The agent is offline when the command is queued, and the server restarts before the
+    // agent connects.
+    let victim = state.path().join("dropper.bin");
+    std::fs::write(&victim, b"malware").unwrap();
+    let id = svc
+        .send_command(
+            &identity.agent_id,
+            ResponseAction::QuarantineFile {
+                path: victim.display().to_string(),
+            },
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    server.abort();
+    let _ = server.await;
+    drop(svc);
+    let cfg2 = AgentsConfig {
+        listen: agent_addr.to_string(),
+        enrol_listen: enrol_addr.to_string(),
+        ..cfg()
+    };
+    let svc2 = AgentService::open(data.path(), cfg2).unwrap();
+    assert_eq!(svc2.queued_commands(&identity.agent_id), vec![id.clone()]);
+    let short = svc2
+        .send_command(
+            &identity.agent_id,
+            ResponseAction::ReleaseHost,
+            Duration::from_millis(200),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let server2 = tokio::spawn(svc2.clone().serve(Arc::new(CountingSink::default())));
+    let mut agent = Agent::new(state.path(), Duration::from_secs(30));
+    agent.start();
+    wait_for("both results", || {
+        svc2.command_results(&identity.agent_id).len() >= 2
+    })
+    .await;
+    let results = svc2.command_results(&identity.agent_id);
+    let ran = results.iter().find(|r| r.id == id).unwrap();
+    assert!(ran.ok, "{}", ran.message);
+    assert!(
+        std::fs::symlink_metadata(&victim).is_err(),
+        "file must be quarantined"
+    );
+    let expired = results.iter().find(|r| r.id == short).unwrap();
+    assert!(!expired.ok);
+    assert!(expired.message.contains("expired"), "{}", expired.message);
+    assert!(svc2.queued_commands(&identity.agent_id).is_empty());
+    agent.stop().await;
+    server2.abort();
+    let _ = server2.await;
+    // Answered commands are not sent again after another restart.
+    drop(svc2);
+    let svc3 = AgentService::open(data.path(), cfg()).unwrap();
+    assert!(svc3.queued_commands(&identity.agent_id).is_empty());
+}
+
 // ---- inventory, vulnerabilities and patch tasks -------------------------------------------
 
 const OSV_DIR: &str = concat!(
