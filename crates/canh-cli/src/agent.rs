@@ -22,6 +22,10 @@ enum AgentCmd {
         /// Seconds the token stays valid (at most 7 days).
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// Agency (code) the enrolled agent belongs to: its events carry it as
+        /// `organization.id`. Đơn vị của máy trạm.
+        #[arg(long, value_name = "CODE")]
+        agency: Option<String>,
     },
     /// Enrolled agents with their last heartbeat. Danh sách tác tử.
     List,
@@ -61,11 +65,14 @@ enum ReleaseCmd {
         #[arg(long, default_value_t = default_target())]
         target: String,
         /// Every enrolled agent.
-        #[arg(long, conflicts_with = "agent")]
+        #[arg(long, conflicts_with_all = ["agent", "agency"])]
         all: bool,
         /// An agent id (repeat for several).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "agency")]
         agent: Vec<String>,
+        /// Every agent of this agency (code) and of the agencies under it.
+        #[arg(long, value_name = "CODE")]
+        agency: Option<String>,
         /// Install even over a newer version.
         #[arg(long)]
         allow_downgrade: bool,
@@ -109,29 +116,35 @@ fn refused(status: u16, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn token(data_dir: &Path, ttl: u64) -> anyhow::Result<i32> {
+fn token(data_dir: &Path, ttl: u64, agency: Option<&str>) -> anyhow::Result<i32> {
     if ttl == 0 || ttl > 7 * 24 * 3600 {
         bail!("--ttl must be between 1 and 604800 seconds");
     }
     let (token, pin) = match datadir::lock(data_dir)? {
         Locked::Mine(_lock) => {
-            let svc = open_service(data_dir)?;
-            let token = svc.create_enrolment_token(std::time::Duration::from_secs(ttl))?;
             let rt = runtime()?;
             let soar = open_soar(&rt, data_dir)?;
+            if let Some(code) = agency
+                && rt.block_on(soar.agency_by_code(code)).is_err()
+            {
+                bail!("no agency with code {code:?} (see `canh agency list`)");
+            }
+            let svc = open_service(data_dir)?;
+            let token =
+                svc.create_enrolment_token_for(std::time::Duration::from_secs(ttl), agency)?;
             rt.block_on(soar.record_audit(
                 &cli_actor(),
                 "agent.token.create",
                 "agent",
                 "enrolment-token",
                 None,
-                Some(serde_json::json!({"ttl_secs": ttl})),
+                Some(serde_json::json!({"ttl_secs": ttl, "agency": agency})),
             ))
             .context("writing the audit log")?;
             (token, svc.ca_pin())
         }
         Locked::Busy => {
-            let body = serde_json::json!({ "ttl_secs": ttl }).to_string();
+            let body = serde_json::json!({ "ttl_secs": ttl, "agency": agency }).to_string();
             let out = call(
                 data_dir,
                 "/api/v1/agents/enrolment-tokens",
@@ -176,7 +189,7 @@ fn agents(data_dir: &Path) -> anyhow::Result<i32> {
         // `last_heartbeat` is [received at, heartbeat].
         let beat = &a["last_heartbeat"];
         println!(
-            "{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}",
             field("agent_id"),
             field("hostname"),
             beat[1]["version"].as_str().unwrap_or("-"),
@@ -185,7 +198,8 @@ fn agents(data_dir: &Path) -> anyhow::Result<i32> {
                 "active"
             } else {
                 "revoked"
-            }
+            },
+            field("agency")
         );
     }
     Ok(0)
@@ -215,7 +229,7 @@ fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<i32> {
 
 pub(crate) fn run(args: AgentArgs, data_dir: &Path) -> anyhow::Result<i32> {
     let cmd = match args.cmd {
-        AgentCmd::Token { ttl } => return token(data_dir, ttl),
+        AgentCmd::Token { ttl, agency } => return token(data_dir, ttl, agency.as_deref()),
         AgentCmd::List => return agents(data_dir),
         AgentCmd::Revoke { id } => return revoke(data_dir, &id),
         AgentCmd::Release(cmd) => cmd,
@@ -232,13 +246,17 @@ pub(crate) fn run(args: AgentArgs, data_dir: &Path) -> anyhow::Result<i32> {
             target,
             all,
             agent,
+            agency,
             allow_downgrade,
         } => {
-            if !all && agent.is_empty() {
-                bail!("give --all or at least one --agent");
+            if !all && agent.is_empty() && agency.is_none() {
+                bail!("give --all, --agency CODE or at least one --agent");
             }
             let body = if all {
                 serde_json::json!({"version": version, "target": target, "all": true,
+                    "allow_downgrade": allow_downgrade})
+            } else if let Some(code) = &agency {
+                serde_json::json!({"version": version, "target": target, "agency": code,
                     "allow_downgrade": allow_downgrade})
             } else {
                 serde_json::json!({"version": version, "target": target, "agents": agent,

@@ -365,6 +365,9 @@ async fn watch(
             ev.set("canh.alert.severity", "high");
             ev.set("agent.id", a.agent_id.as_str());
             ev.set("host.name", a.hostname.as_str());
+            if let Some(code) = &a.agency {
+                ev.set("organization.id", code.as_str());
+            }
             ev.set(
                 "message",
                 format!(
@@ -377,7 +380,10 @@ async fn watch(
                 rule_title: "Thiết bị đầu cuối im lặng / Silent endpoint".into(),
                 rule_level: "high".into(),
                 severity: canh_soar::Severity::High,
-                agency_id: None,
+                agency_id: match &a.agency {
+                    Some(code) => soar.soar.agency_by_code(code).await.ok().map(|x| x.id),
+                    None => None,
+                },
                 host: a.hostname.clone(),
                 event: serde_json::to_value(&ev).unwrap_or_default(),
                 time: ev.timestamp,

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 use super::releases::{RolloutTargets, UpgradeFailure};
 use super::vuln::PatchStatus;
@@ -262,14 +263,78 @@ fn to_json<T: serde::Serialize>(v: T) -> R {
 }
 
 async fn list_agents(auth: Caller, State(st): State<AgentApiState>) -> R {
-    auth.reader()?;
-    to_json(st.agents.agents())
+    let agents = st.agents.agents();
+    match &auth {
+        Caller::Local => to_json(agents),
+        Caller::User(u) if u.scope.is_none() => to_json(agents),
+        Caller::User(u) => {
+            // A user scoped to agencies sees the agents enrolled for them.
+            let codes = agency_ids(&st).await?;
+            let visible: Vec<_> = agents
+                .into_iter()
+                .filter(|a| {
+                    a.agency
+                        .as_ref()
+                        .and_then(|c| codes.get(c))
+                        .is_some_and(|id| u.can_see(Some(*id)))
+                })
+                .collect();
+            to_json(visible)
+        }
+    }
+}
+
+/// Agency code → id.
+async fn agency_ids(st: &AgentApiState) -> Result<HashMap<String, i64>, Response> {
+    st.soar
+        .soar
+        .agencies()
+        .await
+        .map(|l| l.into_iter().map(|a| (a.code, a.id)).collect())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// The codes of `code` and every agency under it; 422 for an unknown code.
+async fn agency_subtree_codes(st: &AgentApiState, code: &str) -> Result<Vec<String>, Response> {
+    let unknown = || {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("no agency with code {code:?}"),
+        )
+    };
+    let root = st
+        .soar
+        .soar
+        .agency_by_code(code)
+        .await
+        .map_err(|_| unknown())?;
+    let ids = st
+        .soar
+        .soar
+        .agency_subtree(root.id)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let all = st
+        .soar
+        .soar
+        .agencies()
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(all
+        .into_iter()
+        .filter(|a| ids.contains(&a.id))
+        .map(|a| a.code)
+        .collect())
 }
 
 #[derive(Deserialize)]
 struct TokenRequest {
     #[serde(default = "default_ttl")]
     ttl_secs: u64,
+    /// Agency code the enrolled agents belong to.
+    #[serde(default)]
+    agency: Option<String>,
 }
 
 fn default_ttl() -> u64 {
@@ -282,7 +347,16 @@ async fn create_token(
     body: Option<Json<TokenRequest>>,
 ) -> R {
     auth.admin()?;
-    let ttl = body.map_or(default_ttl(), |b| b.ttl_secs);
+    let (ttl, agency) = body.map_or((default_ttl(), None), |b| (b.ttl_secs, b.agency.clone()));
+    if let Some(code) = &agency
+        && st.soar.soar.agency_by_code(code).await.is_err()
+    {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("no agency with code {code:?}"),
+        ));
+    }
     if ttl == 0 || ttl > 7 * 24 * 3600 {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -292,7 +366,7 @@ async fn create_token(
     }
     let token = st
         .agents
-        .create_enrolment_token(std::time::Duration::from_secs(ttl))
+        .create_enrolment_token_for(std::time::Duration::from_secs(ttl), agency.as_deref())
         .map_err(agents_error)?;
     if let Err(e) = st
         .soar
@@ -303,7 +377,7 @@ async fn create_token(
             "agent",
             "enrolment-token",
             None,
-            Some(json!({ "ttl_secs": ttl })),
+            Some(json!({ "ttl_secs": ttl, "agency": agency })),
         )
         .await
     {
@@ -312,6 +386,7 @@ async fn create_token(
     Ok(Json(json!({
         "token": token,
         "ttl_secs": ttl,
+        "agency": agency,
         "ca_pin": st.agents.ca_pin(),
     })))
 }
@@ -471,6 +546,9 @@ struct RolloutRequest {
     /// Agent ids; absent with `all: true` for every agent.
     #[serde(default)]
     agents: Option<Vec<String>>,
+    /// An agency code: every agent of it and of the agencies under it.
+    #[serde(default)]
+    agency: Option<String>,
     #[serde(default)]
     all: bool,
     #[serde(default)]
@@ -489,14 +567,17 @@ async fn rollout(
     Json(req): Json<RolloutRequest>,
 ) -> R {
     auth.administrator()?;
-    let to = match (req.all, req.agents) {
-        (true, None) => RolloutTargets::All,
-        (false, Some(list)) if !list.is_empty() => RolloutTargets::Agents(list),
+    let to = match (req.all, req.agents, &req.agency) {
+        (true, None, None) => RolloutTargets::All,
+        (false, Some(list), None) if !list.is_empty() => RolloutTargets::Agents(list),
+        (false, None, Some(code)) => {
+            RolloutTargets::Agencies(agency_subtree_codes(&st, code).await?)
+        }
         _ => {
             return Err(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
-                "give either \"all\": true or a non-empty \"agents\" list",
+                "give one of \"all\": true, a non-empty \"agents\" list or an \"agency\" code",
             ));
         }
     };
@@ -519,6 +600,7 @@ async fn rollout(
         .map_err(agents_error)?;
     let after = json!({
         "agents": queued.iter().map(|c| c.agent_id.as_str()).collect::<Vec<_>>(),
+        "agency": req.agency,
         "allow_downgrade": req.allow_downgrade,
         "ttl_secs": req.ttl_secs,
     });

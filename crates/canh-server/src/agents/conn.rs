@@ -158,6 +158,7 @@ fn enrol(inner: &Inner, req: &EnrolRequest, agent_port: u16) -> Result<EnrolResp
         .sign_agent(&agent_id, &req.csr_pem, inner.cfg.cert_days)
         .map_err(|e| refusal("bad_csr", e.to_string()))?;
     reg.tokens[idx].used_at = Some(now);
+    let agency = reg.tokens[idx].agency.clone();
     reg.agents.insert(
         agent_id.clone(),
         AgentRecord {
@@ -167,6 +168,7 @@ fn enrol(inner: &Inner, req: &EnrolRequest, agent_port: u16) -> Result<EnrolResp
             enrolled_at: now,
             revoked_at: None,
             cert_fingerprints: vec![issued.fingerprint],
+            agency,
         },
     );
     inner
@@ -441,6 +443,11 @@ async fn accept_batch(
     if batch.events.len() > inner.cfg.max_batch_events {
         return Err(SessionEnd::Refused(refusal("protocol", "batch too large")));
     }
+    // An agent enrolled for an agency speaks for that agency only.
+    let agency = lock(&inner.registry)
+        .agents
+        .get(agent_id)
+        .and_then(|r| r.agency.clone());
     // Held across delivery: two sessions of one agent cannot interleave deliveries.
     let mut held = cursor.lock().await;
     let mut fresh = Vec::with_capacity(batch.events.len());
@@ -459,6 +466,9 @@ async fn accept_batch(
         let mut ev = se.event;
         ev.set("agent.id", agent_id);
         ev.set("canh.agent.seq", se.seq);
+        if let Some(a) = &agency {
+            ev.set("organization.id", a.as_str());
+        }
         fresh.push(ev);
     }
     if fresh.is_empty() {

@@ -140,6 +140,8 @@ pub struct SilentAgent {
     pub hostname: String,
     /// Last heartbeat (or enrolment / server start when none arrived since).
     pub last_seen: DateTime<Utc>,
+    /// Its agency (code), if it has one.
+    pub agency: Option<String>,
 }
 
 /// What the server knows about an agent.
@@ -155,6 +157,8 @@ pub struct AgentInfo {
     pub enrolled_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Its agency (code), from its enrolment token.
+    pub agency: Option<String>,
     /// Last heartbeat received since the server started.
     pub last_heartbeat: Option<(DateTime<Utc>, Heartbeat)>,
     /// Highest event sequence number held for it.
@@ -178,6 +182,10 @@ struct AgentRecord {
     revoked_at: Option<DateTime<Utc>>,
     /// SHA-256 of every client certificate issued to it.
     cert_fingerprints: Vec<String>,
+    /// The agency (code) its enrolment token was made for; its events carry it as
+    /// `organization.id`.
+    #[serde(default)]
+    agency: Option<String>,
 }
 
 /// A command waiting for its agent's result.
@@ -194,6 +202,9 @@ struct TokenRecord {
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
+    /// The agency (code) that agents enrolled with this token belong to.
+    #[serde(default)]
+    agency: Option<String>,
 }
 
 /// The command queue's file under the agents directory.
@@ -354,6 +365,16 @@ impl AgentService {
 
     /// Creates a single-use enrolment token valid for `ttl`. Only its hash is stored.
     pub fn create_enrolment_token(&self, ttl: std::time::Duration) -> Result<String, AgentsError> {
+        self.create_enrolment_token_for(ttl, None)
+    }
+
+    /// Like [`Self::create_enrolment_token`], for agents of `agency` (its code): their events
+    /// carry it as `organization.id`, users scoped to it see them, rollouts can target it.
+    pub fn create_enrolment_token_for(
+        &self,
+        ttl: std::time::Duration,
+        agency: Option<&str>,
+    ) -> Result<String, AgentsError> {
         let ttl = Duration::from_std(ttl).map_err(|e| AgentsError::Invalid(e.to_string()))?;
         let token = random_hex(32)?;
         let now = Utc::now();
@@ -365,9 +386,10 @@ impl AgentService {
             created_at: now,
             expires_at: now + ttl,
             used_at: None,
+            agency: agency.map(str::to_owned),
         });
         self.inner.save(&reg)?;
-        info!(expires_at = %(now + ttl), "enrolment token created");
+        info!(expires_at = %(now + ttl), agency, "enrolment token created");
         Ok(token)
     }
 
@@ -408,6 +430,7 @@ impl AgentService {
                     agent_id: id.clone(),
                     hostname: rec.hostname.clone(),
                     last_seen,
+                    agency: rec.agency.clone(),
                 });
             }
         }
@@ -427,6 +450,7 @@ impl AgentService {
                 os: rec.os.clone(),
                 enrolled_at: rec.enrolled_at,
                 revoked_at: rec.revoked_at,
+                agency: rec.agency.clone(),
                 last_heartbeat: hbs.get(id).cloned(),
                 acked_seq: self.inner.read_cursor(id),
                 upgrade: ups.get(id).and_then(|l| l.last()).cloned(),
@@ -479,6 +503,14 @@ impl AgentService {
         }
         self.inner.command_wake.notify_waiters();
         Ok(body.id)
+    }
+
+    /// The agency (code) of an agent, if it has one.
+    pub fn agent_agency(&self, agent_id: &str) -> Option<String> {
+        lock(&self.inner.registry)
+            .agents
+            .get(agent_id)
+            .and_then(|r| r.agency.clone())
     }
 
     /// Ids of the commands queued for `agent_id` and not yet answered (oldest first).

@@ -52,6 +52,8 @@ pub enum RolloutTargets {
     All,
     /// These agents.
     Agents(Vec<String>),
+    /// Every agent (not revoked) of these agencies (codes).
+    Agencies(Vec<String>),
 }
 
 /// One command queued by a rollout.
@@ -330,6 +332,15 @@ impl AgentService {
                     .agents
                     .iter()
                     .filter(|(_, r)| r.revoked_at.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+                RolloutTargets::Agencies(codes) => reg
+                    .agents
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.revoked_at.is_none()
+                            && r.agency.as_ref().is_some_and(|a| codes.contains(a))
+                    })
                     .map(|(id, _)| id.clone())
                     .collect(),
                 RolloutTargets::Agents(list) => {

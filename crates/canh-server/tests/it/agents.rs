@@ -459,6 +459,170 @@ async fn a_queued_command_survives_a_server_restart_and_an_expired_one_is_report
     assert!(svc3.queued_commands(&identity.agent_id).is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolled_for_an_agency_speaks_for_it_and_is_seen_and_upgraded_by_it() {
+    use canh_soar::{Actor, NewAgency, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut c = canh_server::Config::default();
+    c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.server.http_tls = false;
+    c.server.syslog = None;
+    c.agents = cfg();
+    let node = canh_server::Node::start(c, dir.path()).await.unwrap();
+    let soar = &node.soar.soar;
+    let sys = Actor::system("test");
+    let pw = "correct horse battery staple";
+    let mut agencies = Vec::new();
+    for (code, parent) in [
+        ("tinh-b", None),
+        ("so-yte-b", Some(0usize)),
+        ("so-gd-b", Some(0)),
+    ] {
+        let a = soar
+            .create_agency(
+                &sys,
+                NewAgency {
+                    code: code.into(),
+                    name: code.into(),
+                    level: if parent.is_some() {
+                        "department"
+                    } else {
+                        "province"
+                    }
+                    .into(),
+                    parent_id: parent.map(|i: usize| agencies[i]),
+                },
+            )
+            .await
+            .unwrap();
+        agencies.push(a.id);
+    }
+    let mut tokens = Vec::new();
+    for (name, role, scope) in [
+        ("quantri", Role::Administrator, None),
+        ("xem-yte", Role::AgencyViewer, Some(agencies[1])),
+        ("xem-gd", Role::AgencyViewer, Some(agencies[2])),
+    ] {
+        let u = soar.create_user(&sys, name, role, scope, pw).await.unwrap();
+        let issued = soar
+            .issue_token(&sys, u.id, "t", chrono::Duration::days(1))
+            .await
+            .unwrap();
+        tokens.push(issued.secret);
+    }
+    let (admin, yte, gd) = (&tokens[0], &tokens[1], &tokens[2]);
+    let addr = node.http;
+
+    // Tokens name a known agency.
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/v1/agents/enrolment-tokens",
+        admin,
+        br#"{"ttl_secs":600,"agency":"no-such-agency"}"#,
+    )
+    .await;
+    assert_eq!(st, 422);
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/v1/agents/enrolment-tokens",
+        admin,
+        br#"{"ttl_secs":600,"agency":"so-yte-b"}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["agency"], "so-yte-b");
+    let svc = node.agents.clone().unwrap();
+    let mut bound = None;
+    wait_for("the agent endpoints", || {
+        bound = svc.bound_addrs();
+        bound.is_some()
+    })
+    .await;
+    let enrol_addr = bound.unwrap().0.to_string();
+    let identity = canh_agent::client::enrol(
+        state.path(),
+        &enrol_addr,
+        body["token"].as_str().unwrap(),
+        body["ca_pin"].as_str().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        svc.agent_agency(&identity.agent_id).as_deref(),
+        Some("so-yte-b")
+    );
+
+    // Its events carry the agency, whatever they say themselves.
+    let mut agent = Agent::new(state.path(), Duration::from_secs(30));
+    let mut evs = events(0, 3);
+    evs[0].set("organization.id", "so-gd-b");
+    agent.spool.append(&evs).unwrap();
+    agent.start();
+    wait_for("the events to be acknowledged", || {
+        agent.spool.with(|s| s.acked()) == 3
+    })
+    .await;
+    let path = format!(
+        "/api/v1/search?q=agent.id:{}&from=now-1h&limit=10",
+        identity.agent_id
+    );
+    let (st, found) = http(addr, "GET", &path, admin, b"").await;
+    assert_eq!(st, 200, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3, "{found}");
+    for h in hits {
+        let ev = if h["event"].is_object() {
+            &h["event"]
+        } else {
+            h
+        };
+        assert_eq!(ev["organization.id"], "so-yte-b", "{h}");
+    }
+
+    // A viewer of the agency sees the agent; a viewer of another agency does not.
+    let (st, list) = http(addr, "GET", "/api/v1/agents", yte, b"").await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["agency"], "so-yte-b");
+    let (st, list) = http(addr, "GET", "/api/v1/agents", gd, b"").await;
+    assert_eq!(st, 200, "{list}");
+    assert!(list.as_array().unwrap().is_empty(), "{list}");
+
+    // A rollout to the province reaches the departments' agents; to another department, none.
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/v1/agents/releases?version=9.9.9&target=linux-x86_64",
+        admin,
+        b"\x7fELF not really a binary",
+    )
+    .await;
+    assert_eq!(st, 201);
+    for (agency, reached) in [("so-gd-b", 0), ("tinh-b", 1)] {
+        let body = format!(
+            r#"{{"version":"9.9.9","target":"linux-x86_64","agency":"{agency}","ttl_secs":60}}"#
+        );
+        let (st, out) = http(
+            addr,
+            "POST",
+            "/api/v1/agents/releases/rollout",
+            admin,
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(st, 200, "{out}");
+        let cmds = out["commands"].as_array().unwrap();
+        assert_eq!(cmds.len(), reached, "{agency}: {out}");
+        if reached == 1 {
+            assert_eq!(cmds[0]["agent_id"], identity.agent_id.as_str());
+        }
+    }
+    agent.stop().await;
+}
+
 // ---- inventory, vulnerabilities and patch tasks -------------------------------------------
 
 const OSV_DIR: &str = concat!(
