@@ -6,7 +6,8 @@
 //!
 //! With `--store`, the rules run over the events stored in the data directory instead: through
 //! the running server's API (`POST /api/v1/rules/test`) when one holds the data directory,
-//! otherwise by opening the store directly. Correlation rules are not evaluated over the store.
+//! otherwise by opening the store directly; correlation rules are evaluated in the second case
+//! (the matches are replayed in time order).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -221,13 +222,21 @@ fn hunt_store(
     min: Option<Severity>,
     data_dir: &Path,
 ) -> anyhow::Result<i32> {
-    if !set.correlations().is_empty() {
-        eprintln!("correlation rules are not evaluated over the store");
+    if !set.correlations().is_empty()
+        && matches!(
+            crate::datadir::lock(data_dir)?,
+            crate::datadir::Locked::Busy
+        )
+    {
+        eprintln!(
+            "correlation rules are evaluated over the store only when no server holds it \
+             (the server's rule test runs single rules)"
+        );
     }
     let started = std::time::Instant::now();
     let (mut hits, scanned, total) = match crate::datadir::lock(data_dir)? {
         crate::datadir::Locked::Busy => hunt_remote(args, min, &crate::datadir::remote(data_dir)?)?,
-        crate::datadir::Locked::Mine(_lock) => hunt_local(args, set, data_dir)?,
+        crate::datadir::Locked::Mine(_lock) => hunt_local(args, set, min, data_dir)?,
     };
     hits.sort_by(|a, b| {
         a.timestamp
@@ -256,6 +265,7 @@ fn hunt_store(
 fn hunt_local(
     args: &HuntArgs,
     set: RuleSet,
+    min: Option<Severity>,
     data_dir: &Path,
 ) -> anyhow::Result<(Vec<Hit>, u64, u64)> {
     let cfg =
@@ -274,7 +284,23 @@ fn hunt_local(
             .await
             .context("opening the event store")?;
         let mut hits = Vec::new();
+        let has_corr = !engine.ruleset().correlations().is_empty();
+        // Matches that correlations count, replayed in time order once the store is read
+        // (it is read newest first).
+        let mut for_corr: Vec<(
+            chrono::DateTime<chrono::Utc>,
+            u64,
+            canh_detect::Match,
+            Event,
+        )> = Vec::new();
         let found = canh_server::rules::hunt_store(&store, &engine, query, from, to, 0, |m, h| {
+            if has_corr {
+                let ts = h.event.timestamp;
+                for_corr.push((ts, h.id, m.clone(), h.event.clone()));
+            }
+            if !m.generate {
+                return;
+            }
             let rec = Record {
                 record_id: h
                     .event
@@ -288,7 +314,24 @@ fn hunt_local(
             hits.push(hit);
         })
         .await?;
-        Ok((hits, found.scanned, found.count))
+        let mut count = found.count;
+        if has_corr {
+            for_corr.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            let set = engine.ruleset();
+            let mut correlator = Correlator::new();
+            let mut alerts = Vec::new();
+            for (_, _, m, ev) in &for_corr {
+                alerts.extend(correlator.process(set, m, ev));
+            }
+            alerts.extend(correlator.flush(set));
+            for a in alerts {
+                if min.is_none_or(|min| a.severity >= min) {
+                    hits.push(correlation_hit(&a, "store"));
+                    count += 1;
+                }
+            }
+        }
+        Ok((hits, found.scanned, count))
     })
 }
 

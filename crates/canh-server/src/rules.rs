@@ -815,7 +815,9 @@ pub struct StoreHunt {
 const SCAN_PAGE: usize = 2_000;
 
 /// Runs `engine` on every stored event of `[from, to)` that `query` selects (use an empty
-/// query for all), newest first; keeps the first `keep` hits and calls `on_hit` for each.
+/// query for all), newest first; keeps the first `keep` hits and calls `on_hit` for every
+/// match, including those of rules that only feed correlations (`Match::generate` false, not
+/// counted as hits).
 ///
 /// The range is read in time windows, newest first, each paged through: a store page costs
 /// as much as the matches of its whole range, so windows keep that range small. A window
@@ -850,6 +852,7 @@ pub async fn hunt_store(
                 out.scanned += 1;
                 for m in engine.matches(&h.event) {
                     if !m.generate {
+                        on_hit(&m, h);
                         continue;
                     }
                     out.count += 1;
@@ -1360,8 +1363,10 @@ mod tests {
             now - chrono::Duration::days(1000),
             now + chrono::Duration::seconds(1),
             5,
-            |_, h| {
-                assert!(ids.insert(h.id), "event {} read twice", h.id);
+            |m, h| {
+                if m.generate {
+                    assert!(ids.insert(h.id), "event {} read twice", h.id);
+                }
             },
         )
         .await
