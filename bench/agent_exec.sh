@@ -52,6 +52,10 @@ process = true
 fim_paths = []
 logins = false
 devices = false
+network_poll_secs = 0
+modules_poll_secs = 0
+[inventory]
+interval_secs = 0
 [upgrade]
 enabled = false
 CONF

@@ -224,8 +224,9 @@ async fn run_agent(
     let emit: Emit = {
         let spool = spool.clone();
         Arc::new(move |events| {
-            if let Err(e) = spool.append(&events) {
-                error!(error = %e, dropped = events.len(), "cannot spool events");
+            let n = events.len();
+            if let Err(e) = spool.append_owned(events) {
+                error!(error = %e, dropped = n, "cannot spool events");
             }
         })
     };

@@ -1,9 +1,22 @@
 //! The no-loss spool: an on-disk, segmented, CRC-checked log of events awaiting acknowledgement.
 //!
 //! Every event gets a sequence number and is written (and fsynced, once per batch) before it is
-//! offered to the transport. The server acknowledges a prefix; the spool then persists its
-//! `acked` cursor and deletes segments that lie wholly below it. After a reconnect the reader
-//! rewinds to `acked + 1`, and the server drops what it already holds by sequence number.
+//! offered to the transport. The server acknowledges a prefix; the spool then deletes segments
+//! that lie wholly below it. After a reconnect the reader rewinds to `acked + 1`, and the
+//! server drops what it already holds by sequence number.
+//!
+//! The `acked` cursor is rewritten in place at every acknowledgement (one write, so a killed
+//! agent never goes back), and made durable (fdatasync) before any segment is deleted, whenever
+//! it passes the last sequence number on disk (so numbering can never restart below what the
+//! server holds), and at least once a second: after a power loss the spool may resend up to a
+//! second of acknowledged events, which the server drops as replays. The segment being
+//! written is kept when the sender catches up with it, until it is full, so a caught-up sender
+//! does not cost a new file (and a directory fsync) per batch.
+//!
+//! Events appended by value ([`Spool::append_owned`]) are also kept in memory, a bounded
+//! number of them, until the sender reads them: the usual read then costs no disk read and no
+//! JSON parse. The disk stays the source of truth (a rewind, a gap, or a tail that grew past
+//! its bound is read from the segments).
 //!
 //! When the spool would exceed its disk quota the oldest segment is dropped even though the
 //! server has not acknowledged it, and a `gap` event naming the lost range is appended, so loss
@@ -27,6 +40,12 @@ const HEADER: usize = 16;
 /// Records above this size are refused on write and treated as corruption on read.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 const ACKED_FILE: &str = "acked";
+/// The cursor as text: 20 digits (any u64), zero-padded, and a newline.
+const ACKED_WIDTH: usize = 21;
+/// Most events kept in memory for the sender (about two of its batches).
+const TAIL_EVENTS: usize = 1024;
+/// Longest time an acknowledgement that needs no durability waits to be written.
+const ACKED_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const SEGMENT_EXT: &str = "seg";
 
 /// Spool limits (`[spool]` in `canh-agent.toml`).
@@ -115,6 +134,25 @@ pub struct Spool {
     /// Loss not yet covered by an acknowledged gap event: (first lost seq, count, gap seq).
     unacked_loss: Option<(u64, u64, u64)>,
     recovery: Recovery,
+    /// Recently appended events not yet read, in sequence order (see the module notes).
+    tail: VecDeque<SequencedEvent>,
+    /// The `acked` file, open for rewriting in place.
+    acked_file: Option<File>,
+    /// The `acked` value last made durable, and when.
+    acked_on_disk: u64,
+    acked_written_at: std::time::Instant,
+    /// Reused encoding buffer for appends.
+    scratch: Vec<u8>,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.acked > self.acked_on_disk
+            && let Err(e) = self.record_acked(self.acked, true)
+        {
+            warn!(error = %e, "cannot record the acknowledged cursor at close");
+        }
+    }
 }
 
 impl Spool {
@@ -183,6 +221,11 @@ impl Spool {
             dropped: 0,
             unacked_loss: None,
             recovery,
+            tail: VecDeque::new(),
+            acked_file: None,
+            acked_on_disk: acked,
+            acked_written_at: std::time::Instant::now(),
+            scratch: Vec::new(),
         })
     }
 
@@ -232,37 +275,65 @@ impl Spool {
     ///
     /// If the quota forces old unacknowledged events out, a `gap` event is written first.
     pub fn append(&mut self, events: &[Event]) -> Result<std::ops::Range<u64>, SpoolError> {
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut batch_bytes = 0u64;
+        let mut buf = std::mem::take(&mut self.scratch);
+        let result = self.append_with(events, &mut buf);
+        if buf.capacity() <= 4 * 1024 * 1024 {
+            buf.clear();
+            self.scratch = buf;
+        }
+        result
+    }
+
+    /// [`Self::append`], keeping the events in memory for the sender (bounded).
+    pub fn append_owned(&mut self, events: Vec<Event>) -> Result<std::ops::Range<u64>, SpoolError> {
+        let range = self.append(&events)?;
+        for (seq, event) in range.clone().zip(events) {
+            self.tail.push_back(SequencedEvent { seq, event });
+        }
+        while self.tail.len() > TAIL_EVENTS {
+            self.tail.pop_front();
+        }
+        Ok(range)
+    }
+
+    /// Encodes every record straight into `buf` (header first, filled in once the sequence
+    /// numbers are known), then writes it in one go.
+    fn append_with(
+        &mut self,
+        events: &[Event],
+        buf: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<u64>, SpoolError> {
+        buf.clear();
+        let mut starts = Vec::with_capacity(events.len());
         for ev in events {
-            let p = serde_json::to_vec(ev).map_err(|_| SpoolError::RecordTooLarge(0))?;
-            if p.len() > MAX_RECORD_BYTES {
-                return Err(SpoolError::RecordTooLarge(p.len()));
-            }
-            batch_bytes += (HEADER + p.len()) as u64;
-            payloads.push(p);
+            starts.push(push_payload(buf, ev)?);
         }
-        if let Some(gap) = self.enforce_quota(batch_bytes)? {
-            payloads.insert(
-                0,
-                serde_json::to_vec(&gap).map_err(|_| SpoolError::RecordTooLarge(0))?,
-            );
+        let mut first = self.next_seq;
+        if let Some(gap) = self.enforce_quota(buf.len() as u64)? {
+            let mut with_gap = Vec::with_capacity(buf.len() + 1024);
+            push_payload(&mut with_gap, &gap)?;
+            seal_record(&mut with_gap, 0, first);
+            let shift = with_gap.len();
+            with_gap.extend_from_slice(buf);
+            *buf = with_gap;
+            for s in &mut starts {
+                *s += shift;
+            }
             if let Some(loss) = self.unacked_loss.as_mut() {
-                loss.2 = self.next_seq;
+                loss.2 = first;
             }
+            first += 1;
         }
-        self.rotate_if_full();
-        let start = self.next_seq;
-        let mut buf = Vec::with_capacity(batch_bytes as usize + 256);
-        let mut seq = start;
-        for p in &payloads {
-            encode_record(&mut buf, seq, p);
-            seq += 1;
+        for (i, at) in starts.iter().enumerate() {
+            seal_record(buf, *at, first + i as u64);
         }
-        self.write_active(start, seq - 1, &buf)?;
-        self.next_seq = seq;
-        let first_caller_seq = seq - events.len() as u64;
-        Ok(first_caller_seq..seq)
+        let end = first + events.len() as u64;
+        if end > self.next_seq {
+            self.rotate_if_full();
+            self.write_active(self.next_seq, end - 1, buf)?;
+            self.next_seq = end;
+        }
+        Ok(first..end)
     }
 
     fn write_active(&mut self, first: u64, last: u64, buf: &[u8]) -> Result<(), SpoolError> {
@@ -372,6 +443,25 @@ impl Spool {
 
     /// Reads up to `max_events` unread events (in sequence order) and advances the read cursor.
     pub fn read(&mut self, max_events: usize) -> Result<Vec<SequencedEvent>, SpoolError> {
+        while self.tail.front().is_some_and(|e| e.seq < self.read_seq) {
+            self.tail.pop_front();
+        }
+        if self.tail.front().is_some_and(|e| e.seq == self.read_seq) {
+            let mut out = Vec::with_capacity(max_events.min(self.tail.len()));
+            while out.len() < max_events
+                && self.tail.front().is_some_and(|e| e.seq == self.read_seq)
+                && let Some(e) = self.tail.pop_front()
+            {
+                self.read_seq = e.seq + 1;
+                out.push(e);
+            }
+            return Ok(out);
+        }
+        // From disk, stopping where memory takes over.
+        let max_events = match self.tail.front() {
+            Some(e) => max_events.min(usize::try_from(e.seq - self.read_seq).unwrap_or(usize::MAX)),
+            None => max_events,
+        };
         let mut out = Vec::new();
         let mut i = 0;
         while out.len() < max_events && i < self.segments.len() {
@@ -442,13 +532,18 @@ impl Spool {
         self.ack(server_acked)
     }
 
-    /// Records that the server holds every event up to `up_to`; deletes wholly acked segments.
+    /// Records that the server holds every event up to `up_to`; deletes wholly acked segments
+    /// (the one being written only once it is full).
     pub fn ack(&mut self, up_to: u64) -> Result<(), SpoolError> {
         let up_to = up_to.min(self.next_seq - 1);
         if up_to <= self.acked {
             return Ok(());
         }
-        write_acked(&self.dir, up_to)?;
+        let deletable = self.deletable_segments(up_to);
+        let beyond_disk = self.segments.back().is_none_or(|s| up_to > s.last_seq);
+        let durable =
+            deletable > 0 || beyond_disk || self.acked_written_at.elapsed() >= ACKED_WRITE_EVERY;
+        self.record_acked(up_to, durable)?;
         self.acked = up_to;
         if self
             .unacked_loss
@@ -460,12 +555,11 @@ impl Spool {
             self.read_seq = up_to + 1;
             self.read_hint = None;
         }
-        while let Some(seg) = self.segments.front() {
-            if seg.last_seq > up_to {
+        for _ in 0..deletable {
+            let Some(seg) = self.segments.pop_front() else {
                 break;
-            }
-            let is_active = self.segments.len() == 1;
-            if is_active {
+            };
+            if self.segments.is_empty() {
                 self.active = None;
             }
             fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
@@ -474,21 +568,82 @@ impl Spool {
                 last = seg.last_seq,
                 "deleted acknowledged segment"
             );
-            self.segments.pop_front();
+        }
+        Ok(())
+    }
+
+    /// How many leading segments lie wholly at or below `up_to` and may go.
+    fn deletable_segments(&self, up_to: u64) -> usize {
+        let n = self.segments.len();
+        self.segments
+            .iter()
+            .enumerate()
+            .take_while(|(i, seg)| {
+                let writing = *i + 1 == n && self.active.is_some();
+                seg.last_seq <= up_to && !(writing && seg.bytes < self.cfg.segment_bytes)
+            })
+            .count()
+    }
+
+    /// Rewrites the `acked` file in place (fixed width, one write); `durable` adds an
+    /// fdatasync.
+    fn record_acked(&mut self, value: u64, durable: bool) -> Result<(), SpoolError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join(ACKED_FILE);
+        if self.acked_file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+            self.acked_file = Some(file);
+        }
+        let Some(file) = self.acked_file.as_ref() else {
+            return Err(SpoolError::Invalid("acked file not open"));
+        };
+        let text = format!("{value:0width$}\n", width = ACKED_WIDTH - 1);
+        file.write_all_at(text.as_bytes(), 0)
+            .map_err(io_err(&path))?;
+        if durable {
+            file.sync_data().map_err(io_err(&path))?;
+            self.acked_on_disk = value;
+            self.acked_written_at = std::time::Instant::now();
         }
         Ok(())
     }
 }
 
-fn encode_record(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+/// Appends a record for `ev` with a blank header (see [`seal_record`]); returns where the
+/// record starts.
+fn push_payload(buf: &mut Vec<u8>, ev: &Event) -> Result<usize, SpoolError> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0u8; HEADER]);
+    if serde_json::to_writer(&mut *buf, ev).is_err() {
+        buf.truncate(at);
+        return Err(SpoolError::RecordTooLarge(0));
+    }
+    let len = buf.len() - at - HEADER;
+    if len > MAX_RECORD_BYTES {
+        buf.truncate(at);
+        return Err(SpoolError::RecordTooLarge(len));
+    }
+    // Bounded by MAX_RECORD_BYTES just above, so it fits u32.
+    buf[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(at)
+}
+
+/// Fills in the header of the record at `at`: its sequence number and checksum.
+fn seal_record(buf: &mut [u8], at: usize, seq: u64) {
+    let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+    let payload = at + HEADER..at + HEADER + len;
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
-    h.update(payload);
-    // Payload length is bounded by MAX_RECORD_BYTES (checked by the caller), so it fits u32.
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&h.finalize().to_le_bytes());
-    buf.extend_from_slice(&seq.to_le_bytes());
-    buf.extend_from_slice(payload);
+    h.update(&buf[payload]);
+    buf[at + 4..at + 8].copy_from_slice(&h.finalize().to_le_bytes());
+    buf[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
 }
 
 /// Reads one record; `Ok(None)` at a clean end or at the first torn/corrupt record.
@@ -563,17 +718,6 @@ fn read_acked(dir: &Path) -> Result<u64, SpoolError> {
     }
 }
 
-fn write_acked(dir: &Path, value: u64) -> Result<(), SpoolError> {
-    let tmp = dir.join("acked.tmp");
-    let path = dir.join(ACKED_FILE);
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(value.to_string().as_bytes())
-        .map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
-}
-
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -599,6 +743,14 @@ impl SpoolHandle {
     /// Appends durably, then wakes the sender.
     pub fn append(&self, events: &[Event]) -> Result<std::ops::Range<u64>, SpoolError> {
         let range = self.with(|s| s.append(events))?;
+        self.notify.notify_one();
+        Ok(range)
+    }
+
+    /// [`Self::append`] by value: the events are also kept for the sender, which then reads
+    /// them without parsing them back from disk.
+    pub fn append_owned(&self, events: Vec<Event>) -> Result<std::ops::Range<u64>, SpoolError> {
+        let range = self.with(|s| s.append_owned(events))?;
         self.notify.notify_one();
         Ok(range)
     }
@@ -696,14 +848,95 @@ mod tests {
     }
 
     #[test]
-    fn fully_acked_spool_starts_a_new_segment_and_keeps_numbering() {
+    fn fully_acked_spool_keeps_numbering_and_its_segment_until_full() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), small()).unwrap();
         s.append(&[ev(1), ev(2)]).unwrap();
         s.ack(2).unwrap();
-        assert_eq!(s.disk_bytes(), 0);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.segments.len(), 1, "the segment being written is kept");
         assert_eq!(s.append(&[ev(3)]).unwrap(), 3..4);
         assert_eq!(s.read(10).unwrap()[0].seq, 3);
+        // Once full, a wholly acknowledged segment goes.
+        let first = s.segments[0].path.clone();
+        for _ in 0..1000 {
+            let r = s.append(&[ev(4)]).unwrap();
+            s.ack(r.end - 1).unwrap();
+            if !first.try_exists().unwrap() {
+                break;
+            }
+        }
+        assert!(
+            !first.try_exists().unwrap(),
+            "a full, acknowledged segment is deleted"
+        );
+        let last = s.next_seq() - 1;
+        drop(s);
+        // Reopened, nothing acknowledged is left or replayed.
+        let mut s = Spool::open(dir.path(), small()).unwrap();
+        assert_eq!(s.acked(), last);
+        assert_eq!(s.disk_bytes(), 0);
+        assert!(s.read(10).unwrap().is_empty());
+        assert_eq!(s.append(&[ev(5)]).unwrap(), last + 1..last + 2);
+    }
+
+    #[test]
+    fn events_appended_by_value_are_read_from_memory_and_replayed_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), small()).unwrap();
+        let r = s.append_owned((0..10).map(ev).collect()).unwrap();
+        assert_eq!(r, 1..11);
+        assert_eq!(s.tail.len(), 10);
+        let first = s.read(4).unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(s.tail.len(), 6, "served from memory");
+        s.ack(2).unwrap();
+        // A rewind goes back to disk for what memory no longer holds, then memory again.
+        s.rewind();
+        let again = s.read(100).unwrap();
+        assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+        let rest = s.read(100).unwrap();
+        assert_eq!(
+            rest.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (5..=10).collect::<Vec<_>>()
+        );
+        for se in again.iter().chain(&rest) {
+            assert_eq!(se.event.get("n").and_then(|v| v.as_u64()), Some(se.seq - 1));
+        }
+        // Memory is bounded; what fell out is read from disk, in order.
+        let big: Vec<Event> = (0..TAIL_EVENTS as u64 + 50).map(ev).collect();
+        let r = s.append_owned(big).unwrap();
+        assert_eq!(s.tail.len(), TAIL_EVENTS);
+        let mut seqs = Vec::new();
+        loop {
+            let b = s.read(300).unwrap();
+            if b.is_empty() {
+                break;
+            }
+            seqs.extend(b.iter().map(|e| e.seq));
+        }
+        assert_eq!(seqs, r.collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn acked_cursor_is_rewritten_in_place_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), small()).unwrap();
+        s.append(&(0..5).map(ev).collect::<Vec<_>>()).unwrap();
+        s.ack(3).unwrap();
+        let text = fs::read_to_string(dir.path().join(ACKED_FILE)).unwrap();
+        assert_eq!(text, "00000000000000000003\n");
+        // Older agents wrote the bare number; it is read and then overwritten whole.
+        drop(s);
+        fs::write(dir.path().join(ACKED_FILE), "4").unwrap();
+        let mut s = Spool::open(dir.path(), small()).unwrap();
+        assert_eq!(s.acked(), 4);
+        s.ack(5).unwrap();
+        drop(s);
+        assert_eq!(read_acked(dir.path()).unwrap(), 5);
     }
 
     #[test]

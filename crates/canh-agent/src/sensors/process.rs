@@ -21,7 +21,7 @@ use canh_core::Event;
 use tracing::warn;
 
 use super::{Emit, SensorError, base_event};
-use crate::sensors::procinfo::{Enricher, ParentInfo, ProcInfo};
+use crate::sensors::procinfo::{Enricher, ParentInfo};
 
 const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
@@ -29,6 +29,12 @@ const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const NLMSG_DONE: u16 = 3;
+/// Socket receive buffer asked for (the kernel doubles it for its bookkeeping).
+const RECV_BUFFER_BYTES: libc::c_int = 4 * 1024 * 1024;
+/// Events handed to `emit` (one spool append, one fsync) at most this many at a time …
+const BATCH_EVENTS: usize = 500;
+/// … or after this long.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
 
 /// What the connector said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +81,12 @@ fn u16_at(b: &[u8], off: usize) -> Option<u16> {
 /// Parses every netlink message in one datagram.
 pub fn parse_datagram(buf: &[u8]) -> Vec<ProcEvent> {
     let mut out = Vec::new();
+    parse_datagram_into(buf, &mut out);
+    out
+}
+
+/// [`parse_datagram`] appending to `out`.
+fn parse_datagram_into(buf: &[u8], out: &mut Vec<ProcEvent>) {
     let mut off = 0usize;
     while off + NLMSG_HDRLEN <= buf.len() {
         let Some(len) = u32_at(buf, off).map(|l| l as usize) else {
@@ -90,7 +102,6 @@ pub fn parse_datagram(buf: &[u8]) -> Vec<ProcEvent> {
         // Netlink messages are 4-byte aligned.
         off += (len + 3) & !3;
     }
-    out
 }
 
 /// Parses a `cn_msg` carrying a `proc_event`.
@@ -194,6 +205,25 @@ impl ProcConnector {
         if rc < 0 {
             return Err(last());
         }
+        // Room for a few seconds of a busy host's messages, so a sensor thread that is
+        // briefly starved of CPU does not make the kernel drop them. SO_RCVBUFFORCE passes
+        // the system limit (root); SO_RCVBUF is the fallback, capped by the system.
+        let size: libc::c_int = RECV_BUFFER_BYTES;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: both options take an int; we pass a valid one and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const size).cast::<libc::c_void>(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         let msg = listen_message(std::process::id());
         // SAFETY: msg is a live buffer of msg.len() bytes.
         let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
@@ -205,21 +235,30 @@ impl ProcConnector {
 
     /// Waits up to 200 ms for a datagram; an empty vector on timeout.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Vec<ProcEvent>, SensorError> {
+        let mut out = Vec::new();
+        self.recv_into(buf, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::recv`] into `out` (cleared first), so one vector serves every call.
+    pub fn recv_into(&self, buf: &mut [u8], out: &mut Vec<ProcEvent>) -> Result<(), SensorError> {
+        out.clear();
         // SAFETY: buf is a live, writable buffer of buf.len() bytes.
         let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(Vec::new()),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(()),
                 // ENOBUFS: the kernel dropped messages because we were slow; keep going.
                 _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     warn!("process connector overrun, some process events were lost");
-                    Ok(Vec::new())
+                    Ok(())
                 }
                 _ => Err(SensorError::Io(e)),
             };
         }
-        Ok(parse_datagram(&buf[..n as usize]))
+        parse_datagram_into(&buf[..n as usize], out);
+        Ok(())
     }
 }
 
@@ -235,7 +274,7 @@ fn parent_info(
     {
         return p.clone();
     }
-    let p = ParentInfo::from(ProcInfo::read(proc_root, ppid));
+    let p = ParentInfo::read(proc_root, ppid);
     if cache.len() > 10_000 {
         cache.retain(|_, (at, _)| at.elapsed() < FRESH);
     }
@@ -246,8 +285,131 @@ fn parent_info(
     p
 }
 
+/// Turns connector messages into events, with what it remembers between messages.
+pub struct Tracker {
+    host: String,
+    proc_root: PathBuf,
+    own_pid: u32,
+    enricher: Enricher,
+    /// pid → executable, for exit events (the /proc entry is gone by then).
+    known: HashMap<u32, Option<String>>,
+    /// New process → its parent (fork messages), until it exits: a process that execs twice
+    /// (a wrapper that execs its program) keeps its parent.
+    forked: HashMap<u32, u32>,
+    /// Parents already described, until they exec or exit; an entry is trusted for a few
+    /// seconds only, in case the kernel dropped the message that ends it.
+    parents: HashMap<u32, (Instant, ParentInfo)>,
+    /// Start events without a parent (the process was gone before `/proc` was read and its
+    /// fork message had not been seen: messages from different CPUs can arrive out of
+    /// order) → their index in the pending batch, for a fork message that comes later.
+    orphans: HashMap<u32, usize>,
+}
+
+impl Tracker {
+    /// A tracker for `host`, reading processes from `proc_root`.
+    pub fn new(host: String, proc_root: PathBuf) -> Self {
+        Self {
+            host,
+            proc_root,
+            own_pid: std::process::id(),
+            enricher: Enricher::default(),
+            known: HashMap::new(),
+            forked: HashMap::new(),
+            parents: HashMap::new(),
+            orphans: HashMap::new(),
+        }
+    }
+
+    /// Handles one message; events it gives are pushed onto `pending`.
+    pub fn handle(&mut self, pe: ProcEvent, pending: &mut Vec<Event>) {
+        match pe {
+            ProcEvent::Fork {
+                parent_tgid,
+                child_pid,
+                child_tgid,
+            } if child_pid == child_tgid => {
+                if self.forked.len() > 100_000 {
+                    self.forked.clear();
+                }
+                self.forked.insert(child_tgid, parent_tgid);
+                if let Some(ev) = self
+                    .orphans
+                    .remove(&child_tgid)
+                    .and_then(|i| pending.get_mut(i))
+                    && parent_tgid > 0
+                {
+                    ev.set("process.parent.pid", parent_tgid);
+                    parent_info(&mut self.parents, &self.proc_root, parent_tgid).set_fields(ev);
+                }
+            }
+            ProcEvent::Exec { pid, tgid } if pid == tgid && tgid != self.own_pid => {
+                self.parents.remove(&tgid);
+                let mut ev = base_event(&self.host, "process", "process", "start");
+                ev.set("event.action", "exec");
+                let (parents, root) = (&mut self.parents, &self.proc_root);
+                let info = self
+                    .enricher
+                    .process_fields_with(&mut ev, root, tgid, |ppid| {
+                        parent_info(parents, root, ppid)
+                    });
+                let parent = self.forked.get(&tgid).copied();
+                // A process that has exited shows `PPid: 0` in its status.
+                if info.ppid.filter(|p| *p > 0).is_none() {
+                    match parent.filter(|p| *p > 0) {
+                        Some(ppid) => {
+                            ev.set("process.parent.pid", ppid);
+                            parent_info(&mut self.parents, &self.proc_root, ppid)
+                                .set_fields(&mut ev);
+                        }
+                        None => {
+                            self.orphans.insert(tgid, pending.len());
+                        }
+                    }
+                }
+                if self.known.len() > 100_000 {
+                    self.known.clear();
+                }
+                self.known.insert(tgid, info.executable);
+                pending.push(ev);
+            }
+            ProcEvent::Exit {
+                pid,
+                tgid,
+                exit_code,
+            } if pid == tgid && tgid != self.own_pid => {
+                self.parents.remove(&tgid);
+                self.forked.remove(&tgid);
+                let mut ev = base_event(&self.host, "process", "process", "end");
+                ev.set("event.action", "exit");
+                ev.set("process.pid", tgid);
+                if let Some(Some(exe)) = self.known.remove(&tgid) {
+                    ev.set("process.executable", exe);
+                }
+                // wait(2) status: high byte = exit code, low 7 bits = terminating signal.
+                if exit_code & 0x7f == 0 {
+                    ev.set("process.exit_code", (exit_code >> 8) & 0xff);
+                } else {
+                    ev.set("process.exit_code", 128 + (exit_code & 0x7f));
+                    ev.set("canh.process.signal", exit_code & 0x7f);
+                }
+                pending.push(ev);
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands `pending` to `emit`; the batch's indexes are forgotten.
+    pub fn flush(&mut self, pending: &mut Vec<Event>, emit: &Emit) {
+        self.orphans.clear();
+        if !pending.is_empty() {
+            emit(std::mem::take(pending));
+        }
+    }
+}
+
 /// Runs the process sensor until `stop` is set: exec → `process` start events, process exit →
-/// end events. Events are handed to `emit` in small batches.
+/// end events. Events are handed to `emit` in batches (at most [`BATCH_EVENTS`], or what
+/// came within [`BATCH_WAIT`]), each one spool append.
 pub fn run(
     conn: ProcConnector,
     host: String,
@@ -255,89 +417,27 @@ pub fn run(
     emit: Emit,
     stop: Arc<AtomicBool>,
 ) -> Result<(), SensorError> {
-    let enricher = Enricher::default();
-    let own_pid = std::process::id();
+    let mut tracker = Tracker::new(host, proc_root);
     let mut buf = vec![0u8; 16 * 1024];
-    let mut pending: Vec<Event> = Vec::new();
-    let mut last_flush = Instant::now();
-    // pid → executable, for exit events (the /proc entry is gone by then).
-    let mut known: HashMap<u32, Option<String>> = HashMap::new();
-    // New process → its parent (fork messages).
-    let mut forked: HashMap<u32, u32> = HashMap::new();
-    // Parents already described, until they exec or exit; an entry is trusted for a few
-    // seconds only, in case the kernel dropped the message that ends it.
-    let mut parents: HashMap<u32, (Instant, ParentInfo)> = HashMap::new();
+    let mut messages = Vec::new();
+    let mut pending: Vec<Event> = Vec::with_capacity(BATCH_EVENTS);
+    let mut first_pending = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        for pe in conn.recv(&mut buf)? {
-            match pe {
-                ProcEvent::Fork {
-                    parent_tgid,
-                    child_pid,
-                    child_tgid,
-                } if child_pid == child_tgid => {
-                    if forked.len() > 100_000 {
-                        forked.clear();
-                    }
-                    forked.insert(child_tgid, parent_tgid);
-                }
-                ProcEvent::Exec { pid, tgid } if pid == tgid && tgid != own_pid => {
-                    parents.remove(&tgid);
-                    let mut ev = base_event(&host, "process", "process", "start");
-                    ev.set("event.action", "exec");
-                    let info = enricher.process_fields_with(&mut ev, &proc_root, tgid, |ppid| {
-                        parent_info(&mut parents, &proc_root, ppid)
-                    });
-                    let parent = forked.remove(&tgid);
-                    if info.ppid.is_none()
-                        && let Some(ppid) = parent.filter(|p| *p > 0)
-                    {
-                        ev.set("process.parent.pid", ppid);
-                        parent_info(&mut parents, &proc_root, ppid).set_fields(&mut ev);
-                    }
-                    if known.len() > 100_000 {
-                        known.clear();
-                    }
-                    known.insert(tgid, info.executable);
-                    pending.push(ev);
-                }
-                ProcEvent::Exit {
-                    pid,
-                    tgid,
-                    exit_code,
-                } if pid == tgid && tgid != own_pid => {
-                    parents.remove(&tgid);
-                    forked.remove(&tgid);
-                    let mut ev = base_event(&host, "process", "process", "end");
-                    ev.set("event.action", "exit");
-                    ev.set("process.pid", tgid);
-                    if let Some(Some(exe)) = known.remove(&tgid) {
-                        ev.set("process.executable", exe);
-                    }
-                    // wait(2) status: high byte = exit code, low 7 bits = terminating signal.
-                    if exit_code & 0x7f == 0 {
-                        ev.set("process.exit_code", (exit_code >> 8) & 0xff);
-                    } else {
-                        ev.set("process.exit_code", 128 + (exit_code & 0x7f));
-                        ev.set("canh.process.signal", exit_code & 0x7f);
-                    }
-                    pending.push(ev);
-                }
-                _ => {}
-            }
+        conn.recv_into(&mut buf, &mut messages)?;
+        let was_empty = pending.is_empty();
+        for pe in messages.drain(..) {
+            tracker.handle(pe, &mut pending);
+        }
+        if was_empty && !pending.is_empty() {
+            first_pending = Instant::now();
         }
         if !pending.is_empty()
-            && (pending.len() >= 200 || last_flush.elapsed() >= Duration::from_millis(200))
+            && (pending.len() >= BATCH_EVENTS || first_pending.elapsed() >= BATCH_WAIT)
         {
-            emit(std::mem::take(&mut pending));
-            last_flush = Instant::now();
-        }
-        if pending.is_empty() {
-            last_flush = Instant::now();
+            tracker.flush(&mut pending, &emit);
         }
     }
-    if !pending.is_empty() {
-        emit(pending);
-    }
+    tracker.flush(&mut pending, &emit);
     Ok(())
 }
 
@@ -418,6 +518,143 @@ mod tests {
         assert_eq!(u32_at(&m, 0), Some(40));
         assert_eq!(u32_at(&m, 12), Some(42));
         assert_eq!(u32_at(&m, 36), Some(PROC_CN_MCAST_LISTEN));
+    }
+
+    /// A pid no process has (above the kernel's pid limit).
+    const GONE: u32 = 4_000_000_000;
+
+    #[test]
+    fn a_start_whose_fork_message_comes_late_still_gets_its_parent() {
+        let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
+        let mut pending = Vec::new();
+        let me = std::process::id();
+        t.handle(
+            ProcEvent::Exec {
+                pid: GONE,
+                tgid: GONE,
+            },
+            &mut pending,
+        );
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].get("process.parent.pid").is_none());
+        t.handle(
+            ProcEvent::Fork {
+                parent_tgid: me,
+                child_pid: GONE,
+                child_tgid: GONE,
+            },
+            &mut pending,
+        );
+        let ev = &pending[0];
+        assert_eq!(
+            ev.get("process.parent.pid").and_then(|v| v.as_u64()),
+            Some(u64::from(me))
+        );
+        assert!(ev.get_str("process.parent.executable").is_some());
+        assert_eq!(
+            ev.get("process.pid").and_then(|v| v.as_u64()),
+            Some(u64::from(GONE))
+        );
+        assert!(t.orphans.is_empty());
+        // Its exit forgets it.
+        t.handle(
+            ProcEvent::Exit {
+                pid: GONE,
+                tgid: GONE,
+                exit_code: 0,
+            },
+            &mut pending,
+        );
+        assert!(t.forked.is_empty());
+    }
+
+    #[test]
+    fn a_start_after_its_fork_message_gets_its_parent_and_its_exit_the_executable() {
+        let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
+        let mut pending = Vec::new();
+        let me = std::process::id();
+        t.handle(
+            ProcEvent::Fork {
+                parent_tgid: me,
+                child_pid: GONE,
+                child_tgid: GONE,
+            },
+            &mut pending,
+        );
+        assert!(pending.is_empty(), "forks are not events");
+        t.handle(
+            ProcEvent::Exec {
+                pid: GONE,
+                tgid: GONE,
+            },
+            &mut pending,
+        );
+        assert_eq!(
+            pending[0]
+                .get("process.parent.pid")
+                .and_then(|v| v.as_u64()),
+            Some(u64::from(me))
+        );
+        // A second exec (a wrapper exec'ing its program) keeps the parent.
+        t.handle(
+            ProcEvent::Exec {
+                pid: GONE,
+                tgid: GONE,
+            },
+            &mut pending,
+        );
+        assert_eq!(
+            pending[1]
+                .get("process.parent.pid")
+                .and_then(|v| v.as_u64()),
+            Some(u64::from(me))
+        );
+        pending.pop();
+        t.handle(
+            ProcEvent::Exit {
+                pid: GONE,
+                tgid: GONE,
+                exit_code: 2 << 8,
+            },
+            &mut pending,
+        );
+        assert_eq!(pending.len(), 2);
+        assert!(t.forked.is_empty(), "an exit forgets the fork");
+        assert_eq!(pending[1].get_str("event.action"), Some("exit"));
+        assert_eq!(
+            pending[1].get("process.exit_code").and_then(|v| v.as_u64()),
+            Some(2)
+        );
+        let seen: Arc<std::sync::Mutex<Vec<Event>>> = Arc::default();
+        let emit: Emit = {
+            let seen = seen.clone();
+            Arc::new(move |evs| seen.lock().unwrap().extend(evs))
+        };
+        t.flush(&mut pending, &emit);
+        assert!(pending.is_empty());
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn own_process_is_described_completely() {
+        let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
+        let mut pending = Vec::new();
+        let me = std::process::id();
+        // Our own pid is skipped by design; describe the test harness's process through a
+        // fresh tracker whose own pid differs.
+        t.own_pid = 0;
+        t.handle(ProcEvent::Exec { pid: me, tgid: me }, &mut pending);
+        let ev = &pending[0];
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(ev.get_str("process.executable"), exe.to_str());
+        assert_eq!(ev.get_str("process.hash.sha256").map(str::len), Some(64));
+        assert!(ev.get_str("process.command_line").is_some());
+        assert!(ev.get("process.args").is_some());
+        assert!(ev.get_str("process.name").is_some());
+        assert!(ev.get_str("process.working_directory").is_some());
+        assert!(ev.get_str("user.id").is_some());
+        assert!(ev.get("process.parent.pid").is_some());
+        assert!(ev.get_str("process.parent.executable").is_some());
     }
 
     proptest! {
