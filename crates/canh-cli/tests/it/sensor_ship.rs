@@ -1,12 +1,12 @@
 //! `canh sensor --ship`: EVE records reach the server on the endpoint agent's no-loss path,
 //! through a real enrolment, mutual TLS, a server outage and a sensor killed with SIGKILL.
 
+use crate::server::{Server, canh, start_server_with};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 const SCAN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -30,52 +30,18 @@ struct Ports {
     agents: u16,
 }
 
-fn canh() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_canh"));
-    c.env("CANH_LOG", "warn");
-    c
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server(data: &Path, ports: &Ports) -> Server {
-    let _ = std::fs::remove_file(data.join("server.addr"));
-    let child = canh()
-        .env("CANH_SERVER__HTTP_TLS", "false")
-        .env("CANH_AGENTS__ENABLED", "true")
-        .env("CANH_AGENTS__LISTEN", format!("127.0.0.1:{}", ports.agents))
-        .env(
-            "CANH_AGENTS__ENROL_LISTEN",
-            format!("127.0.0.1:{}", ports.enrol),
-        )
-        .arg("--data-dir")
-        .arg(data)
-        .args(["server", "--http", "127.0.0.1:0", "--syslog", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(data.join("server.addr")) {
-            let url = text.trim().to_owned();
-            if ureq::get(&format!("{url}/health")).call().is_ok() {
-                return Server { child, url };
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_server_with(
+        data,
+        &[
+            ("CANH_AGENTS__ENABLED", "true".to_owned()),
+            ("CANH_AGENTS__LISTEN", format!("127.0.0.1:{}", ports.agents)),
+            (
+                "CANH_AGENTS__ENROL_LISTEN",
+                format!("127.0.0.1:{}", ports.enrol),
+            ),
+        ],
+    )
 }
 
 fn eve_lines(path: &Path) -> Vec<Value> {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn canh() -> Command {
+pub(crate) fn canh() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_canh"));
     c.env("CANH_LOG", "warn");
     // Plain HTTP so that the test can talk to the port directly; the TLS default has its own
@@ -16,14 +16,27 @@ fn canh() -> Command {
     c
 }
 
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn start_server(data: &Path) -> Server {
+    start_server_with(data, &[])
+}
+
+/// `canh server` on `data` with extra environment variables, once `/health` answers.
+pub(crate) fn start_server_with(data: &Path, env: &[(&str, String)]) -> Server {
     let _ = std::fs::remove_file(data.join("server.addr"));
     let child = canh()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("--data-dir")
         .arg(data)
         .args(["server", "--http", "127.0.0.1:0", "--syslog", "127.0.0.1:0"])
