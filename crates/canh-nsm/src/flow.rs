@@ -380,7 +380,9 @@ pub struct FlowStats {
 
 /// The flow table, bounded by a number of flows derived from a memory budget.
 pub struct FlowTable {
-    flows: HashMap<FlowKey, Flow>,
+    /// Boxed: the hash table's buckets (a power of two, up to twice the live flows) then hold
+    /// a pointer per flow instead of a whole flow.
+    flows: HashMap<FlowKey, Box<Flow>>,
     order: VecDeque<(FlowKey, u64)>,
     max_flows: usize,
     next_id: u64,
@@ -388,8 +390,20 @@ pub struct FlowTable {
     pub stats: FlowStats,
 }
 
-/// Rough bytes per flow (entry, key, streams, app state), for the memory budget.
-pub const FLOW_COST_BYTES: usize = 512;
+/// Bytes a flow costs in the table, for the memory budget: the flow itself (streams and
+/// application state included) with its allocation, its hash-table bucket (key and pointer;
+/// buckets are a power of two at most 7/8 full, so up to 16/7 of them per flow, with a control
+/// byte each), its place in the eviction queue, and the heap every flow holds (its Community
+/// ID). Buffered stream data comes on top while a flow carries payload; it is bounded per flow
+/// (`SensorConfig::stream_buffer`).
+pub const FLOW_COST_BYTES: usize = {
+    let bucket = std::mem::size_of::<(FlowKey, Box<Flow>)>() + 1;
+    std::mem::size_of::<Flow>() + 16 + bucket * 16 / 7 + std::mem::size_of::<(FlowKey, u64)>() + 64
+};
+
+// A flow growing past a few KiB inline would shrink the default table (128 MiB) below what a
+// busy uplink needs: keep room for at least 32k flows.
+const _: () = assert!((128usize << 20) / FLOW_COST_BYTES >= 32_768);
 
 impl FlowTable {
     /// A table holding at most `memcap / FLOW_COST_BYTES` flows.
@@ -415,7 +429,7 @@ impl FlowTable {
 
     /// Finds a flow.
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
-        self.flows.get_mut(key)
+        self.flows.get_mut(key).map(|f| &mut **f)
     }
 
     /// Inserts a new flow; returns a flow evicted to make room, if any.
@@ -424,7 +438,7 @@ impl FlowTable {
         if self.flows.len() >= self.max_flows {
             while let Some((old, id)) = self.order.pop_front() {
                 if self.flows.get(&old).is_some_and(|f| f.id == id) {
-                    evicted = self.flows.remove(&old);
+                    evicted = self.flows.remove(&old).map(|f| *f);
                     self.stats.evicted += 1;
                     break;
                 }
@@ -433,7 +447,8 @@ impl FlowTable {
         self.next_id += 1;
         flow.id = flow_id(self.next_id);
         self.order.push_back((key, flow.id));
-        self.flows.insert(key, flow);
+        self.flows.insert(key, Box::new(flow));
+        self.compact_order();
         self.stats.created += 1;
         self.stats.peak = self.stats.peak.max(self.flows.len() as u64);
         evicted
@@ -450,7 +465,9 @@ impl FlowTable {
             return None;
         }
         self.stats.timed_out += 1;
-        self.flows.remove(key)
+        let flow = self.flows.remove(key).map(|f| *f);
+        self.compact_order();
+        flow
     }
 
     /// Removes flows idle longer than their timeout at `now`.
@@ -464,21 +481,28 @@ impl FlowTable {
         let mut out = Vec::with_capacity(expired.len());
         for key in expired {
             if let Some(f) = self.flows.remove(&key) {
-                out.push(f);
+                out.push(*f);
             }
         }
         self.stats.timed_out += out.len() as u64;
-        if !out.is_empty() && self.order.len() > 2 * self.flows.len() + 1024 {
+        self.compact_order();
+        out
+    }
+
+    /// Flows that ended by timeout leave their place in the eviction queue behind; those
+    /// places are dropped once they outnumber the live flows, so that a table that never fills
+    /// up (a long live capture) does not grow its queue for ever.
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.flows.len() + 1024 {
             let flows = &self.flows;
             self.order
                 .retain(|(k, id)| flows.get(k).is_some_and(|f| f.id == *id));
         }
-        out
     }
 
     /// Removes every flow, oldest first.
     pub fn drain_all(&mut self) -> Vec<Flow> {
-        let mut out: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut out: Vec<Flow> = self.flows.drain().map(|(_, f)| *f).collect();
         out.sort_by_key(|f| (f.start, f.id));
         self.order.clear();
         out
@@ -671,5 +695,27 @@ mod tests {
             1
         );
         assert_eq!(t.stats.timed_out, 1);
+    }
+
+    #[test]
+    fn the_eviction_queue_stays_bounded_when_flows_only_time_out() {
+        let mut t = FlowTable::new(1 << 30);
+        for n in 0..100_000u32 {
+            let port = (n % 60_000) as u16;
+            let key = FlowKey::new(ip(1), port, ip(2), 53, 17, [0; MAX_VLANS]);
+            let at = Timestamp::new(i64::from(n), 0);
+            t.insert(key, new_flow((ip(1), port), (ip(2), 53), 17, &[], at, 16));
+            t.expire(at, &Timeouts::default());
+        }
+        assert!(t.len() <= 31, "{}", t.len());
+        assert!(t.order.len() <= 2 * t.len() + 1025, "{}", t.order.len());
+        // Eviction still finds the oldest live flow.
+        let mut small = FlowTable::new(0);
+        for n in 0..40u16 {
+            let key = FlowKey::new(ip(3), n, ip(4), 53, 17, [0; MAX_VLANS]);
+            let at = Timestamp::new(i64::from(n) * 100, 0);
+            small.insert(key, new_flow((ip(3), n), (ip(4), 53), 17, &[], at, 16));
+        }
+        assert_eq!(small.len(), 16);
     }
 }
