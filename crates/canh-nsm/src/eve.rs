@@ -324,12 +324,12 @@ pub fn alert_record(
     alert.insert("severity".into(), json!(severity));
     if !rule.metadata.is_empty() {
         let mut meta: Map<String, Value> = Map::new();
-        for (k, v) in &rule.metadata {
+        for (k, v) in rule.metadata.iter() {
             if let Value::Array(a) = meta
-                .entry(k.clone())
+                .entry(k.to_owned())
                 .or_insert_with(|| Value::Array(Vec::new()))
             {
-                a.push(Value::String(v.clone()));
+                a.push(Value::String(v.to_owned()));
             }
         }
         alert.insert("metadata".into(), Value::Object(meta));

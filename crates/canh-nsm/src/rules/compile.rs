@@ -140,6 +140,40 @@ pub enum Transform {
     CompressWhitespace,
 }
 
+/// A rule's `metadata` entries, kept as written (`key value, key value, ...`): one string per
+/// rule instead of two per entry (ET Open rules carry a dozen entries each, and only alerts
+/// read them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleMetadata(String);
+
+impl RuleMetadata {
+    /// Adds the value of one `metadata` option.
+    pub fn push_option(&mut self, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(text);
+    }
+
+    /// The entries as (key, value), in rule order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.split(',').filter_map(|part| {
+            let part = part.trim();
+            let (k, v) = part.split_once(' ').unwrap_or((part, ""));
+            (!k.is_empty()).then(|| (k, v.trim()))
+        })
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -170,7 +204,7 @@ pub struct Rule {
     /// `priority`.
     pub priority: Option<u64>,
     /// `metadata` entries (`key value`).
-    pub metadata: Vec<(String, String)>,
+    pub metadata: RuleMetadata,
     /// `reference` values.
     pub references: Vec<String>,
     /// `target`.
@@ -442,7 +476,7 @@ pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
         msg: String::new(),
         classtype: None,
         priority: None,
-        metadata: Vec::new(),
+        metadata: RuleMetadata::default(),
         references: Vec::new(),
         target: None,
         flow: FlowOpts::default(),
@@ -606,15 +640,7 @@ fn option(
         "priority" => rule.priority = Some(num(name, v)?),
         "reference" => rule.references.push(v.unwrap_or("").trim().to_string()),
         "target" => rule.target = v.map(|x| x.trim().to_string()),
-        "metadata" => {
-            for part in v.unwrap_or("").split(',') {
-                let part = part.trim();
-                let (k, val) = part.split_once(' ').unwrap_or((part, ""));
-                if !k.is_empty() {
-                    rule.metadata.push((k.to_string(), val.trim().to_string()));
-                }
-            }
-        }
+        "metadata" => rule.metadata.push_option(v.unwrap_or("")),
         "noalert" => rule.noalert = true,
         "file.data" | "file_data" => {
             if v.is_some_and(|x| x.trim() == "to_client") {
@@ -998,7 +1024,10 @@ mod tests {
             Buf::HttpHeader(super::super::buffers::Side::Request)
         );
         assert_eq!(r.fast, Some((Buf::HttpUri, b"/gate.php".to_vec())));
-        assert_eq!(r.metadata[1], ("signature_severity".into(), "Major".into()));
+        assert_eq!(
+            r.metadata.iter().nth(1),
+            Some(("signature_severity", "Major"))
+        );
         assert!(r.is_app());
     }
 
