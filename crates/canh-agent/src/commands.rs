@@ -227,6 +227,19 @@ mod tests {
         }
     }
 
+    /// An agent identity whose server signs commands with `key`.
+    fn identity(agent: &str, key: &SigningKey) -> Identity {
+        Identity {
+            agent_id: agent.into(),
+            server_host: "h".into(),
+            agent_port: 1,
+            ca_pin: String::new(),
+            not_before: Utc::now(),
+            not_after: Utc::now(),
+            command_key: hex::encode(key.verifying_key().to_bytes()),
+        }
+    }
+
     fn body(agent: &str, ttl: i64) -> CommandBody {
         CommandBody {
             id: "c1".into(),
@@ -266,15 +279,7 @@ mod tests {
     async fn a_command_id_runs_once_even_after_restart() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_bytes(&[7u8; 32]);
-        let identity = Identity {
-            agent_id: "a1".into(),
-            server_host: "h".into(),
-            agent_port: 1,
-            ca_pin: String::new(),
-            not_before: Utc::now(),
-            not_after: Utc::now(),
-            command_key: hex::encode(key.verifying_key().to_bytes()),
-        };
+        let identity = identity("a1", &key);
         let cmd = signed(&key, &body("a1", 60));
         let runner = CommandRunner::new(dir.path());
         let first = runner.run(&identity, &cmd).await;
@@ -288,15 +293,7 @@ mod tests {
     async fn a_refusing_runner_verifies_and_refuses_without_acting() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_bytes(&[7u8; 32]);
-        let identity = Identity {
-            agent_id: "s1".into(),
-            server_host: "h".into(),
-            agent_port: 1,
-            ca_pin: String::new(),
-            not_before: Utc::now(),
-            not_after: Utc::now(),
-            command_key: hex::encode(key.verifying_key().to_bytes()),
-        };
+        let identity = identity("s1", &key);
         let victim = dir.path().join("victim.txt");
         std::fs::write(&victim, b"keep me").unwrap();
         let mut b = body("s1", 60);

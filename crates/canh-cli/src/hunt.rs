@@ -222,20 +222,17 @@ fn hunt_store(
     min: Option<Severity>,
     data_dir: &Path,
 ) -> anyhow::Result<i32> {
-    if !set.correlations().is_empty()
-        && matches!(
-            crate::datadir::lock(data_dir)?,
-            crate::datadir::Locked::Busy
-        )
-    {
-        eprintln!(
-            "correlation rules are evaluated over the store only when no server holds it \
-             (the server's rule test runs single rules)"
-        );
-    }
     let started = std::time::Instant::now();
     let (mut hits, scanned, total) = match crate::datadir::lock(data_dir)? {
-        crate::datadir::Locked::Busy => hunt_remote(args, min, &crate::datadir::remote(data_dir)?)?,
+        crate::datadir::Locked::Busy => {
+            if !set.correlations().is_empty() {
+                eprintln!(
+                    "correlation rules are evaluated over the store only when no server holds \
+                     it (the server's rule test runs single rules)"
+                );
+            }
+            hunt_remote(args, min, &crate::datadir::remote(data_dir)?)?
+        }
         crate::datadir::Locked::Mine(_lock) => hunt_local(args, set, min, data_dir)?,
     };
     hits.sort_by(|a, b| {

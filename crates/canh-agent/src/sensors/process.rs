@@ -523,18 +523,28 @@ mod tests {
     /// A pid no process has (above the kernel's pid limit).
     const GONE: u32 = 4_000_000_000;
 
-    #[test]
-    fn a_start_whose_fork_message_comes_late_still_gets_its_parent() {
-        let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
-        let mut pending = Vec::new();
-        let me = std::process::id();
+    /// A numeric field of an event.
+    fn number(ev: &Event, field: &str) -> Option<u64> {
+        ev.get(field).and_then(serde_json::Value::as_u64)
+    }
+
+    /// The connector's exec message for the process that is already gone.
+    fn exec_gone(t: &mut Tracker, pending: &mut Vec<Event>) {
         t.handle(
             ProcEvent::Exec {
                 pid: GONE,
                 tgid: GONE,
             },
-            &mut pending,
+            pending,
         );
+    }
+
+    #[test]
+    fn a_start_whose_fork_message_comes_late_still_gets_its_parent() {
+        let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
+        let mut pending = Vec::new();
+        let me = std::process::id();
+        exec_gone(&mut t, &mut pending);
         assert_eq!(pending.len(), 1);
         assert!(pending[0].get("process.parent.pid").is_none());
         t.handle(
@@ -546,15 +556,9 @@ mod tests {
             &mut pending,
         );
         let ev = &pending[0];
-        assert_eq!(
-            ev.get("process.parent.pid").and_then(|v| v.as_u64()),
-            Some(u64::from(me))
-        );
+        assert_eq!(number(ev, "process.parent.pid"), Some(u64::from(me)));
         assert!(ev.get_str("process.parent.executable").is_some());
-        assert_eq!(
-            ev.get("process.pid").and_then(|v| v.as_u64()),
-            Some(u64::from(GONE))
-        );
+        assert_eq!(number(ev, "process.pid"), Some(u64::from(GONE)));
         assert!(t.orphans.is_empty());
         // Its exit forgets it.
         t.handle(
@@ -582,31 +586,15 @@ mod tests {
             &mut pending,
         );
         assert!(pending.is_empty(), "forks are not events");
-        t.handle(
-            ProcEvent::Exec {
-                pid: GONE,
-                tgid: GONE,
-            },
-            &mut pending,
-        );
+        exec_gone(&mut t, &mut pending);
         assert_eq!(
-            pending[0]
-                .get("process.parent.pid")
-                .and_then(|v| v.as_u64()),
+            number(&pending[0], "process.parent.pid"),
             Some(u64::from(me))
         );
         // A second exec (a wrapper exec'ing its program) keeps the parent.
-        t.handle(
-            ProcEvent::Exec {
-                pid: GONE,
-                tgid: GONE,
-            },
-            &mut pending,
-        );
+        exec_gone(&mut t, &mut pending);
         assert_eq!(
-            pending[1]
-                .get("process.parent.pid")
-                .and_then(|v| v.as_u64()),
+            number(&pending[1], "process.parent.pid"),
             Some(u64::from(me))
         );
         pending.pop();
@@ -621,10 +609,7 @@ mod tests {
         assert_eq!(pending.len(), 2);
         assert!(t.forked.is_empty(), "an exit forgets the fork");
         assert_eq!(pending[1].get_str("event.action"), Some("exit"));
-        assert_eq!(
-            pending[1].get("process.exit_code").and_then(|v| v.as_u64()),
-            Some(2)
-        );
+        assert_eq!(number(&pending[1], "process.exit_code"), Some(2));
         let seen: Arc<std::sync::Mutex<Vec<Event>>> = Arc::default();
         let emit: Emit = {
             let seen = seen.clone();

@@ -1,7 +1,7 @@
 //! `canh sensor --ship`: EVE records reach the server on the endpoint agent's no-loss path,
 //! through a real enrolment, mutual TLS, a server outage and a sensor killed with SIGKILL.
 
-use crate::server::{Server, canh, start_server_with};
+use crate::server::{Server, canh, search_json_from, start_server_with};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
@@ -53,31 +53,7 @@ fn eve_lines(path: &Path) -> Vec<Value> {
 }
 
 fn stored(data: &Path, agent_id: &str) -> Vec<Value> {
-    let out = canh()
-        .arg("--data-dir")
-        .arg(data)
-        .args([
-            "search",
-            &format!("agent.id:{agent_id}"),
-            "--from",
-            "2000-01-01",
-            "--limit",
-            "100000",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    search_json_from(data, &format!("agent.id:{agent_id}"), "2000-01-01")
 }
 
 #[test]

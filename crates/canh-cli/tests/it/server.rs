@@ -58,11 +58,16 @@ pub(crate) fn start_server_with(data: &Path, env: &[(&str, String)]) -> Server {
 }
 
 fn search_json(data: &Path, q: &str) -> Vec<Value> {
+    search_json_from(data, q, "now-2d")
+}
+
+/// `canh search Q --from FROM --format json`, one event per line.
+pub(crate) fn search_json_from(data: &Path, q: &str, from: &str) -> Vec<Value> {
     let out = canh()
         .arg("--data-dir")
         .arg(data)
         .args([
-            "search", q, "--from", "now-2d", "--limit", "100000", "--format", "json",
+            "search", q, "--from", from, "--limit", "100000", "--format", "json",
         ])
         .output()
         .unwrap();

@@ -117,6 +117,39 @@ impl Agent {
     }
 }
 
+/// An agent service serving on `data`, and an agent enrolled with it whose state is in
+/// `state` (not yet connected).
+struct Enrolled {
+    svc: AgentService,
+    identity: Identity,
+    enrol_addr: std::net::SocketAddr,
+    agent_addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<Result<(), canh_server::agents::AgentsError>>,
+}
+
+async fn serve_and_enrol(data: &Path, state: &Path, sink: Arc<CountingSink>) -> Enrolled {
+    let svc = AgentService::open(data, cfg()).unwrap();
+    let token = svc
+        .create_enrolment_token(Duration::from_secs(300))
+        .unwrap();
+    let listener = svc.bind().await.unwrap();
+    let (enrol_addr, agent_addr) = (
+        listener.enrol_addr().unwrap(),
+        listener.agent_addr().unwrap(),
+    );
+    let server = tokio::spawn(listener.serve(sink));
+    let identity = canh_agent::client::enrol(state, &enrol_addr.to_string(), &token, &svc.ca_pin())
+        .await
+        .unwrap();
+    Enrolled {
+        svc,
+        identity,
+        enrol_addr,
+        agent_addr,
+        server,
+    }
+}
+
 fn events(from: u64, count: u64) -> Vec<Event> {
     (from..from + count)
         .map(|n| {
@@ -132,22 +165,14 @@ fn events(from: u64, count: u64) -> Vec<Event> {
 async fn ten_thousand_events_arrive_exactly_once_across_a_server_restart() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let svc = AgentService::open(data.path(), cfg()).unwrap();
-    let token = svc
-        .create_enrolment_token(Duration::from_secs(300))
-        .unwrap();
-    let listener = svc.bind().await.unwrap();
-    let (enrol_addr, agent_addr) = (
-        listener.enrol_addr().unwrap(),
-        listener.agent_addr().unwrap(),
-    );
     let sink = Arc::new(CountingSink::default());
-    let server = tokio::spawn(listener.serve(sink.clone()));
-
-    let identity =
-        canh_agent::client::enrol(state.path(), &enrol_addr.to_string(), &token, &svc.ca_pin())
-            .await
-            .unwrap();
+    let Enrolled {
+        svc,
+        identity,
+        enrol_addr,
+        agent_addr,
+        server,
+    } = serve_and_enrol(data.path(), state.path(), sink.clone()).await;
     assert_eq!(identity.agent_port, agent_addr.port());
 
     let mut agent = Agent::new(state.path(), Duration::from_secs(30));
@@ -342,16 +367,12 @@ async fn certificate_is_renewed_before_expiry_and_the_new_one_is_accepted() {
 async fn signed_quarantine_command_runs_on_the_agent_and_reports_back() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let svc = AgentService::open(data.path(), cfg()).unwrap();
-    let token = svc
-        .create_enrolment_token(Duration::from_secs(300))
-        .unwrap();
-    let listener = svc.bind().await.unwrap();
-    let enrol_addr = listener.enrol_addr().unwrap().to_string();
-    let server = tokio::spawn(listener.serve(Arc::new(CountingSink::default())));
-    let identity = canh_agent::client::enrol(state.path(), &enrol_addr, &token, &svc.ca_pin())
-        .await
-        .unwrap();
+    let Enrolled {
+        svc,
+        identity,
+        server,
+        ..
+    } = serve_and_enrol(data.path(), state.path(), Arc::default()).await;
     assert_eq!(identity.command_key, svc.command_public_key());
     let mut agent = Agent::new(state.path(), Duration::from_secs(30));
     agent.start();
@@ -387,20 +408,13 @@ async fn signed_quarantine_command_runs_on_the_agent_and_reports_back() {
 async fn a_queued_command_survives_a_server_restart_and_an_expired_one_is_reported() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let svc = AgentService::open(data.path(), cfg()).unwrap();
-    let token = svc
-        .create_enrolment_token(Duration::from_secs(300))
-        .unwrap();
-    let listener = svc.bind().await.unwrap();
-    let (enrol_addr, agent_addr) = (
-        listener.enrol_addr().unwrap(),
-        listener.agent_addr().unwrap(),
-    );
-    let server = tokio::spawn(listener.serve(Arc::new(CountingSink::default())));
-    let identity =
-        canh_agent::client::enrol(state.path(), &enrol_addr.to_string(), &token, &svc.ca_pin())
-            .await
-            .unwrap();
+    let Enrolled {
+        svc,
+        identity,
+        enrol_addr,
+        agent_addr,
+        server,
+    } = serve_and_enrol(data.path(), state.path(), Arc::default()).await;
     // The agent is offline when the command is queued, and the server restarts before the
     // agent connects.
     let victim = state.path().join("dropper.bin");
