@@ -51,6 +51,14 @@ step "browser tests (web console, Chromium)"
 browser=0
 e2e/run.sh || browser=$?
 
+# The agent's optional YARA scanning (feature `yara`, yara-x): linted and tested on its own
+# build, before the plain agent binary below is built again for the upgrade tests.
+step "canh-agent with YARA scanning (feature yara)"
+yara=0
+cargo clippy -p canh-agent --all-targets --features yara -- -D warnings || yara=$?
+[ "$yara" -ne 0 ] || cargo nextest run -p canh-agent --features yara --no-fail-fast \
+  --failure-output final -E 'test(/yara/)' || yara=$?
+
 # The agent upgrade tests run the real `canh-agent` binary of its own package's build; built
 # here so that the tests find it fresh instead of building it while other tests run.
 step "canh-agent binary for the upgrade tests"
@@ -63,4 +71,7 @@ cargo nextest run --workspace --no-fail-fast --failure-output final || tests=$?
 if [ "$browser" -ne 0 ]; then
   echo "browser tests FAILED (exit $browser): see the output of the browser step above" >&2
 fi
-[ "$browser" -eq 0 ] && [ "$tests" -eq 0 ]
+if [ "$yara" -ne 0 ]; then
+  echo "YARA tests FAILED (exit $yara): see the output of the YARA step above" >&2
+fi
+[ "$browser" -eq 0 ] && [ "$yara" -eq 0 ] && [ "$tests" -eq 0 ]

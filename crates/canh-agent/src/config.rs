@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub inventory: InventoryConfig,
     /// Upgrades pushed by the server.
     pub upgrade: crate::upgrade::UpgradeConfig,
+    /// YARA scanning of new executables (builds with the `yara` feature).
+    pub yara: YaraConfig,
 }
 
 impl Default for AgentConfig {
@@ -36,6 +38,7 @@ impl Default for AgentConfig {
             sensors: SensorsConfig::default(),
             inventory: InventoryConfig::default(),
             upgrade: crate::upgrade::UpgradeConfig::default(),
+            yara: YaraConfig::default(),
         }
     }
 }
@@ -103,6 +106,44 @@ impl Default for InventoryConfig {
     }
 }
 
+/// `[yara]` in `canh-agent.toml`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct YaraConfig {
+    /// Rule files or directories of `.yar`/`.yara` files (searched recursively); empty = off.
+    pub rules: Vec<PathBuf>,
+    /// Files larger than this are not scanned (counted as skipped).
+    pub max_file_bytes: u64,
+    /// Longest time one scan may take.
+    pub timeout_secs: u64,
+    /// Scans waiting at most; beyond this new executables are counted as skipped.
+    pub queue: usize,
+    /// Also scan files that the file-integrity sensor reports created or changed with an
+    /// execute bit.
+    pub scan_file_events: bool,
+    /// Interpreters whose first script argument is scanned as well as the interpreter.
+    pub interpreters: Vec<String>,
+}
+
+impl Default for YaraConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            max_file_bytes: 64 * 1024 * 1024,
+            timeout_secs: 10,
+            queue: 1024,
+            scan_file_events: true,
+            interpreters: [
+                "sh", "bash", "dash", "zsh", "ksh", "busybox", "python", "python2", "python3",
+                "perl", "ruby", "php", "node", "lua",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
+}
+
 /// Config loading failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -166,5 +207,7 @@ mod tests {
         let text = include_str!("../packaging/canh-agent.toml");
         let cfg = AgentConfig::parse(text).unwrap();
         assert_eq!(cfg.heartbeat_secs, 30);
+        // The example spells out the defaults.
+        assert_eq!(cfg.yara, YaraConfig::default());
     }
 }

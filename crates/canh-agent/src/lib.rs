@@ -17,6 +17,8 @@ pub mod sca;
 pub mod sensors;
 pub mod spool;
 pub mod upgrade;
+#[cfg(feature = "yara")]
+pub mod yara;
 
 /// `PRETTY_NAME` from `/etc/os-release`, or `Linux`.
 pub fn os_name() -> String {

@@ -265,6 +265,63 @@ async fn shutdown_signal() {
     }
 }
 
+/// Puts the YARA scanner between the sensors and the spool when rules are configured.
+#[cfg(feature = "yara")]
+fn yara_stage(
+    cfg: &AgentConfig,
+    host: &str,
+    emit: &Emit,
+    status: &Arc<AgentStatus>,
+    stop: &Arc<AtomicBool>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Emit {
+    use canh_agent::yara;
+    if cfg.yara.rules.is_empty() {
+        return emit.clone();
+    }
+    match yara::RuleSet::load(&cfg.yara.rules) {
+        Ok(rules) => {
+            for r in &rules.rejected {
+                warn!(file = %r.path.display(), error = %r.message, "YARA rule file left out");
+            }
+            status.sensor_started("yara");
+            let (tap, handle) = yara::start(
+                rules,
+                cfg.yara.clone(),
+                host.to_owned(),
+                emit.clone(),
+                stop.clone(),
+            );
+            threads.push(handle);
+            tap
+        }
+        Err(e) => {
+            if let yara::YaraError::NoRules { rejected } = &e {
+                for r in rejected {
+                    warn!(file = %r.path.display(), error = %r.message, "YARA rule file left out");
+                }
+            }
+            error!(error = %e, "YARA scanning off");
+            emit.clone()
+        }
+    }
+}
+
+#[cfg(not(feature = "yara"))]
+fn yara_stage(
+    cfg: &AgentConfig,
+    _host: &str,
+    emit: &Emit,
+    _status: &Arc<AgentStatus>,
+    _stop: &Arc<AtomicBool>,
+    _threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Emit {
+    if !cfg.yara.rules.is_empty() {
+        warn!("[yara] rules are configured but this agent was built without the `yara` feature");
+    }
+    emit.clone()
+}
+
 fn start_sensors(
     cfg: &AgentConfig,
     host: &str,
@@ -273,6 +330,7 @@ fn start_sensors(
     stop: &Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
+    let emit = &yara_stage(cfg, host, emit, status, stop, &mut threads);
     let proc_root = PathBuf::from("/proc");
     if cfg.sensors.process {
         match sensors::process::ProcConnector::open() {

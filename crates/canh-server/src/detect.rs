@@ -179,38 +179,7 @@ impl Detector {
         if correlation_changed {
             self.save_state();
         }
-        if alerts.is_empty() {
-            return;
-        }
-        for a in &alerts {
-            let sev = a.get_str("canh.alert.severity").unwrap_or("low").to_owned();
-            self.metrics
-                .add("canh_detect_alerts_total", &[("severity", &sev)], 1);
-        }
-        if let Some(soar) = &self.soar {
-            let mut agencies: HashMap<String, Option<i64>> = HashMap::new();
-            let mut batch = Vec::with_capacity(alerts.len());
-            for a in &alerts {
-                let mut alert = to_new_alert(a);
-                // The event's agency code names the agency in the triage queue, so that the
-                // agency's own viewers see it.
-                if let Some(code) = a.get_str(fields::ORGANIZATION_ID) {
-                    if !agencies.contains_key(code) {
-                        let id = soar.soar.agency_by_code(code).await.ok().map(|ag| ag.id);
-                        agencies.insert(code.to_owned(), id);
-                    }
-                    alert.agency_id = agencies.get(code).copied().flatten();
-                }
-                batch.push(alert);
-            }
-            // One transaction for the batch's alerts (same folding and grouping as one by one).
-            if let Err(e) = soar.record_alerts(batch).await {
-                warn!(error = %e, "alerts not recorded in the triage queue");
-            }
-        }
-        if let Err(e) = self.store.append(alerts).await {
-            warn!(error = %e, "alerts not stored");
-        }
+        raise(alerts, self.soar.as_ref(), &self.store, &self.metrics).await;
     }
 
     fn suppressed(&self, m: &Match, ev: &Event) -> bool {
@@ -269,6 +238,84 @@ fn load_state(path: &Path) -> (Correlator, Option<String>) {
     }
 }
 
+/// Records alert events: counted by severity, put in the triage queue (when SOAR runs, under
+/// the agency their `organization.id` names) and stored as events.
+async fn raise(
+    alerts: Vec<Event>,
+    soar: Option<&SoarState>,
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+) {
+    if alerts.is_empty() {
+        return;
+    }
+    for a in &alerts {
+        let sev = a.get_str("canh.alert.severity").unwrap_or("low").to_owned();
+        metrics.add("canh_detect_alerts_total", &[("severity", &sev)], 1);
+    }
+    if let Some(soar) = soar {
+        let mut agencies: HashMap<String, Option<i64>> = HashMap::new();
+        let mut batch = Vec::with_capacity(alerts.len());
+        for a in &alerts {
+            let mut alert = to_new_alert(a);
+            // The event's agency code names the agency in the triage queue, so that the
+            // agency's own viewers see it.
+            if let Some(code) = a.get_str(fields::ORGANIZATION_ID) {
+                if !agencies.contains_key(code) {
+                    let id = soar.soar.agency_by_code(code).await.ok().map(|ag| ag.id);
+                    agencies.insert(code.to_owned(), id);
+                }
+                alert.agency_id = agencies.get(code).copied().flatten();
+            }
+            batch.push(alert);
+        }
+        // One transaction for the batch's alerts (same folding and grouping as one by one).
+        if let Err(e) = soar.record_alerts(batch).await {
+            warn!(error = %e, "alerts not recorded in the triage queue");
+        }
+    }
+    if let Err(e) = store.append(alerts).await {
+        warn!(error = %e, "alerts not stored");
+    }
+}
+
+/// Alerts that endpoint agents raise themselves (YARA matches of new executables), taken from
+/// the agent channel whether or not Sigma rules are loaded.
+pub struct AgentAlerts {
+    store: Arc<Store>,
+    soar: Option<SoarState>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AgentAlerts {
+    /// Alerts go to `store` and, when given, to the triage queue of `soar`.
+    pub fn new(
+        store: Arc<Store>,
+        soar: Option<SoarState>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            soar,
+            metrics,
+        }
+    }
+
+    /// The alerts an agent's batch carries (none for most batches).
+    pub fn alerts_for(events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| is_agent_yara_match(e))
+            .map(yara_alert)
+            .collect()
+    }
+
+    /// Records `alerts` (from [`AgentAlerts::alerts_for`], once their batch is stored).
+    pub async fn raise(&self, alerts: Vec<Event>) {
+        raise(alerts, self.soar.as_ref(), &self.store, &self.metrics).await;
+    }
+}
+
 fn base_alert(
     time: DateTime<Utc>,
     rule_id: Option<&str>,
@@ -310,6 +357,53 @@ fn indicator_alert(i: &IndicatorMatch, ev: &Event) -> Event {
     if let Ok(v) = serde_json::to_value(ev) {
         a.set("canh.alert.event", v);
     }
+    a
+}
+
+/// A YARA match reported by an endpoint agent (its `yara` feature).
+fn is_agent_yara_match(ev: &Event) -> bool {
+    ev.get_str(fields::EVENT_MODULE) == Some("canh_agent")
+        && ev.get_str(fields::EVENT_KIND) == Some("alert")
+        && ev.get_str("event.action") == Some("yara_match")
+}
+
+/// The alert for an agent's YARA match: severity high, one rule id per YARA rule.
+fn yara_alert(ev: &Event) -> Event {
+    let rule = ev.get_str("rule.name").unwrap_or("unknown");
+    let title = format!("YARA: {rule}");
+    let id = format!("yara:{rule}");
+    let mut a = base_alert(
+        ev.timestamp,
+        Some(&id),
+        &title,
+        Some("high"),
+        Severity::High,
+    );
+    a.set("rule.ruleset", "yara");
+    for f in [
+        fields::HOST_NAME,
+        fields::ORGANIZATION_ID,
+        fields::USER_NAME,
+        "agent.id",
+        "file.path",
+        "file.hash.sha256",
+        "process.pid",
+        "process.executable",
+        "tags",
+    ] {
+        if let Some(v) = ev.get(f) {
+            a.set(f, v.clone());
+        }
+    }
+    a.set(
+        "message",
+        ev.get_str(fields::MESSAGE)
+            .map_or_else(|| title.clone(), str::to_owned),
+    );
+    a.set(
+        "canh.alert.event",
+        serde_json::to_value(ev).unwrap_or_default(),
+    );
     a
 }
 

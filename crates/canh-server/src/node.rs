@@ -87,8 +87,14 @@ impl Node {
                 .bind()
                 .await
                 .context("binding the agent endpoints")?;
-            let sink: Arc<dyn crate::agents::AgentEventSink> =
-                Arc::new(PipelineSink(Arc::clone(&pipeline)));
+            let sink: Arc<dyn crate::agents::AgentEventSink> = Arc::new(PipelineSink {
+                pipeline: Arc::clone(&pipeline),
+                alerts: crate::detect::AgentAlerts::new(
+                    Arc::clone(pipeline.store()),
+                    Some(soar.clone()),
+                    Arc::clone(&metrics),
+                ),
+            });
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = listener.serve(sink).await {
                     tracing::error!(error = %e, "agent endpoints stopped");
@@ -322,8 +328,12 @@ fn write_local_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Agent events enter the same pipeline as every other source; the agent's acknowledgement
-/// waits for the WAL.
-struct PipelineSink(Arc<Pipeline>);
+/// waits for the WAL. Alerts the agents raise themselves (YARA matches) are recorded once their
+/// batch is stored (a replayed batch is deduplicated before it gets here).
+struct PipelineSink {
+    pipeline: Arc<Pipeline>,
+    alerts: crate::detect::AgentAlerts,
+}
 
 impl crate::agents::AgentEventSink for PipelineSink {
     fn deliver<'a>(
@@ -332,8 +342,10 @@ impl crate::agents::AgentEventSink for PipelineSink {
         events: Vec<canh_core::Event>,
     ) -> crate::agents::SinkFuture<'a> {
         Box::pin(async move {
+            let alerts = crate::detect::AgentAlerts::alerts_for(&events);
             let items = events.into_iter().map(Ok).collect();
-            self.0.ingest_parsed("agent", items).await?;
+            self.pipeline.ingest_parsed("agent", items).await?;
+            self.alerts.raise(alerts).await;
             Ok(())
         })
     }

@@ -6,6 +6,8 @@ mod isolation;
 mod packaging;
 mod process;
 mod spool;
+#[cfg(feature = "yara")]
+mod yara;
 
 /// Whether we run as root (sensor tests need it; they skip, loudly, otherwise).
 pub(crate) fn is_root() -> bool {

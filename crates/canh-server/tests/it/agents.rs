@@ -605,6 +605,55 @@ async fn an_agent_enrolled_for_an_agency_speaks_for_it_and_is_seen_and_upgraded_
     assert_eq!(st, 200, "{list}");
     assert!(list.as_array().unwrap().is_empty(), "{list}");
 
+    // A YARA match reported by the agent (its `yara` feature) becomes a high alert in its
+    // agency's triage queue: seen by the agency's viewer, not by another agency's.
+    let mut hit = Event::new(chrono::Utc::now());
+    for (k, v) in [
+        ("event.module", "canh_agent"),
+        ("event.kind", "alert"),
+        ("event.dataset", "yara"),
+        ("event.action", "yara_match"),
+        ("rule.name", "canh_test_dropper"),
+        ("file.path", "/tmp/payload/dropper"),
+        ("host.name", "web1"),
+        (
+            "message",
+            "YARA: canh_test_dropper matched /tmp/payload/dropper",
+        ),
+    ] {
+        hit.set(k, v);
+    }
+    agent.spool.append(&[hit]).unwrap();
+    wait_for("the YARA event to be acknowledged", || {
+        agent.spool.with(|s| s.acked()) == 4
+    })
+    .await;
+    let mut yara = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (st, list) = http(addr, "GET", "/api/v1/alerts", yte, b"").await;
+        assert_eq!(st, 200, "{list}");
+        if let Some(a) = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule_id"] == "yara:canh_test_dropper")
+        {
+            yara = a.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(yara["severity"], "high", "{yara}");
+    assert_eq!(yara["rule_title"], "YARA: canh_test_dropper", "{yara}");
+    assert_eq!(yara["host"], "web1", "{yara}");
+    assert_eq!(yara["event"]["file.path"], "/tmp/payload/dropper", "{yara}");
+    let (st, list) = http(addr, "GET", "/api/v1/alerts", gd, b"").await;
+    assert_eq!(st, 200, "{list}");
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "another agency sees the alert: {list}"
+    );
+
     // A rollout to the province reaches the departments' agents; to another department, none.
     let (st, _) = http(
         addr,
