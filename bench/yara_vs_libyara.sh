@@ -31,8 +31,8 @@ for run in $(seq 1 "$runs"); do
   read -r wall user sys rss < "$work/t"
   m=$(grep -c '^match ' "$work/canh.out" || true)
   printf 'canh\t%s\t%s\t%s\t%s\t%s\n' "$run" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$m" >> "$work/results.tsv"
-  grep -E '^(rules|files|scanned):' "$work/canh.out" | sed 's/^/  canh: /'
-  /usr/bin/time -f '%e %U %S %M' -o "$work/t" yara -p 1 -C "$work/rules.yarc" -r "$target" > "$work/yara.out" 2>/dev/null || true
+  grep -E "^(rules|files):|^scanned" "$work/canh.out" | sed 's/^/  canh: /'
+  /usr/bin/time -f '%e %U %S %M' -o "$work/t" yara -p 1 -N -C "$work/rules.yarc" -r "$target" > "$work/yara.out" 2>/dev/null || true
   read -r wall user sys rss < "$work/t"
   m=$(cut -d' ' -f2- "$work/yara.out" | sort -u | wc -l)
   printf 'yara\t%s\t%s\t%s\t%s\t%s\n' "$run" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$m" >> "$work/results.tsv"

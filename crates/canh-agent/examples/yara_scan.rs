@@ -48,7 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in args {
         walk(Path::new(&p), &mut files);
     }
-    let cfg = YaraConfig::default();
+    // Every file is scanned, whatever its size (the agent's default stops at 64 MiB), so that
+    // a comparison with another scanner covers the same bytes.
+    let cfg = YaraConfig {
+        max_file_bytes: 1 << 30,
+        ..YaraConfig::default()
+    };
     let mut engine = Engine::new(&set, &cfg, "bench");
     let mut bytes = 0u64;
     let mut matched_files = 0u64;
