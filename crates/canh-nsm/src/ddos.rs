@@ -8,6 +8,7 @@
 //! millions of spoofed addresses uses the same memory as one from ten.
 
 use crate::decode::tcp_flags;
+use crate::proto::heap::{HeapSize, alloc};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -211,6 +212,9 @@ pub struct DdosStats {
     pub peak_destinations: usize,
     /// Peak tracked scan sources.
     pub peak_sources: usize,
+    /// Largest estimated memory of the tables (measured when a window closes, when they are
+    /// fullest), in bytes.
+    pub peak_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -230,6 +234,52 @@ struct SourceState {
     ports: HashMap<IpAddr, Vec<u16>>,
     reported_h: bool,
     reported_v: Vec<IpAddr>,
+}
+
+impl HeapSize for DestState {
+    fn heap_size(&self) -> usize {
+        self.sources.heap_size()
+    }
+}
+
+impl HeapSize for SourceState {
+    fn heap_size(&self) -> usize {
+        self.hosts.heap_size() + self.ports.heap_size() + self.reported_v.heap_size()
+    }
+}
+
+impl DdosConfig {
+    /// Upper bound of the detector's memory with these settings, in bytes: every destination
+    /// and source slot taken, each source probing [`MAX_PORT_HOSTS`] hosts on `scan_ports`
+    /// ports. The tables are the estimate of [`DdosDetector::heap_bytes`] at their fullest.
+    /// Real traffic stays far below: a source costs about 100 bytes per distinct host or
+    /// port it probes in a window, and the scan table is emptied at every window.
+    pub fn max_state_bytes(&self) -> usize {
+        let table = |entries: usize, entry: usize| {
+            if entries == 0 {
+                return 0;
+            }
+            alloc((entries * 8 / 7).next_power_of_two() * (entry + 1))
+        };
+        let ip = std::mem::size_of::<IpAddr>();
+        let counters = self.source_counters.max(1).next_power_of_two();
+        let dest = alloc(counters * std::mem::size_of::<(IpAddr, u64)>());
+        let hosts = alloc(self.scan_hosts.max(2).next_power_of_two() * ip);
+        let ports = alloc(self.scan_ports.max(2).next_power_of_two() * 2);
+        let port_map = table(MAX_PORT_HOSTS, std::mem::size_of::<(IpAddr, Vec<u16>)>())
+            + MAX_PORT_HOSTS * ports;
+        let reported = alloc(MAX_PORT_HOSTS * ip);
+        let source = hosts + port_map + reported;
+        table(
+            self.max_destinations,
+            std::mem::size_of::<(IpAddr, DestState)>(),
+        ) + self.max_destinations * dest
+            + table(
+                self.max_sources,
+                std::mem::size_of::<(IpAddr, SourceState)>(),
+            )
+            + self.max_sources * source
+    }
 }
 
 /// One packet as the detector sees it.
@@ -284,6 +334,12 @@ impl DdosDetector {
     /// Tracked scan sources now.
     pub fn tracked_sources(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Estimated memory of the detector's tables, in bytes (a walk over every entry: for
+    /// counters, not for every packet).
+    pub fn heap_bytes(&self) -> usize {
+        self.dests.heap_size() + self.sources.heap_size()
     }
 
     /// Accounts one packet; returns events of windows that ended and scans that were found.
@@ -407,6 +463,7 @@ impl DdosDetector {
         let Some(start) = self.window_start else {
             return;
         };
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.heap_bytes());
         let secs = self.cfg.window_secs.max(1);
         let thresholds: Vec<f64> = Vector::ALL.iter().map(|v| self.threshold(*v)).collect();
         let (factor, alpha, top) = (
@@ -507,6 +564,39 @@ mod tests {
         };
         assert_eq!(s.kind, ScanKind::Vertical);
         assert_eq!(s.ports.len(), 10);
+    }
+
+    #[test]
+    fn state_is_bounded_by_the_configuration() {
+        let cfg = DdosConfig {
+            max_destinations: 64,
+            max_sources: 64,
+            scan_hosts: 8,
+            scan_ports: 8,
+            ..DdosConfig::default()
+        };
+        let bound = cfg.max_state_bytes();
+        let mut d = DdosDetector::new(cfg);
+        let mut out = Vec::new();
+        // Every source probes many hosts on many ports: more of everything than the tables
+        // take.
+        for s in 0..200u32 {
+            let src = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + s));
+            for h in 0..100u32 {
+                let dst = IpAddr::from(std::net::Ipv4Addr::from(0xc0a8_0000 + h));
+                for port in 0..12 {
+                    d.observe(&syn(0, src, dst, port), &mut out);
+                }
+            }
+        }
+        assert_eq!(d.tracked_sources(), 64);
+        assert_eq!(d.tracked_destinations(), 64);
+        let full = d.heap_bytes();
+        assert!(full > 64 * 500 && full <= bound, "{full} > {bound}");
+        // The scan table empties at the end of a window.
+        d.close_window(&mut out);
+        assert_eq!(d.stats.peak_bytes, full);
+        assert!(d.heap_bytes() < full / 2, "{}", d.heap_bytes());
     }
 
     #[test]

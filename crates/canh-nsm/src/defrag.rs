@@ -7,6 +7,13 @@ use std::net::IpAddr;
 /// Largest datagram rebuilt (IPv4 maximum plus headroom for IPv6).
 const MAX_DATAGRAM: u32 = 65_535 + 8;
 
+/// Fragment bytes held at most, all datagrams together (Suricata's `defrag.memcap` default):
+/// without it, the datagram limit alone would allow up to 64 KiB each.
+pub const DEFRAG_MEMCAP: usize = 32 << 20;
+
+/// Bytes counted per held fragment beyond its data (its list entry and allocation).
+const PIECE_COST: usize = 48;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
     src: IpAddr,
@@ -21,6 +28,13 @@ struct Pending {
     total: Option<u32>,
     bytes: usize,
     first_seen: i64,
+}
+
+impl Pending {
+    /// Bytes counted for this datagram in [`Defrag::held_bytes`].
+    fn cost(&self) -> usize {
+        self.bytes + self.pieces.len() * PIECE_COST
+    }
 }
 
 /// Counters of the reassembler.
@@ -43,6 +57,9 @@ pub struct DefragStats {
 pub struct Defrag {
     table: HashMap<FragKey, Pending>,
     max_datagrams: usize,
+    /// Bytes held in all datagrams (data plus [`PIECE_COST`] per fragment).
+    held: usize,
+    max_bytes: usize,
     timeout_secs: i64,
     /// Counters.
     pub stats: DefragStats,
@@ -60,14 +77,28 @@ pub enum DefragOutcome {
 }
 
 impl Defrag {
-    /// A reassembler tracking at most `max_datagrams` at a time.
+    /// A reassembler tracking at most `max_datagrams` at a time, holding at most
+    /// [`DEFRAG_MEMCAP`] bytes.
     pub fn new(max_datagrams: usize, timeout_secs: i64) -> Self {
+        Self::with_memcap(max_datagrams, DEFRAG_MEMCAP, timeout_secs)
+    }
+
+    /// A reassembler tracking at most `max_datagrams` and `max_bytes` at a time (the oldest
+    /// datagrams are dropped to make room, counted as evicted).
+    pub fn with_memcap(max_datagrams: usize, max_bytes: usize, timeout_secs: i64) -> Self {
         Self {
             table: HashMap::new(),
             max_datagrams: max_datagrams.max(1),
+            held: 0,
+            max_bytes,
             timeout_secs,
             stats: DefragStats::default(),
         }
+    }
+
+    /// Bytes held in datagrams waiting for fragments.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// Adds one fragment.
@@ -100,6 +131,12 @@ impl Defrag {
                 self.evict_oldest();
             }
         }
+        if self.held + data.len() + PIECE_COST > self.max_bytes {
+            self.expire(ts);
+            while self.held + data.len() + PIECE_COST > self.max_bytes && !self.table.is_empty() {
+                self.evict_oldest();
+            }
+        }
         let entry = self.table.entry(key).or_insert_with(|| Pending {
             first_seen: ts.secs,
             ..Pending::default()
@@ -129,6 +166,7 @@ impl Defrag {
                 let hi = (cs - frag.offset) as usize;
                 entry.pieces.push((start, data[lo..hi].to_vec()));
                 entry.bytes += hi - lo;
+                self.held += hi - lo + PIECE_COST;
                 start = ce;
             }
         }
@@ -136,6 +174,7 @@ impl Defrag {
             let lo = (start - frag.offset) as usize;
             entry.pieces.push((start, data[lo..].to_vec()));
             entry.bytes += data.len() - lo;
+            self.held += data.len() - lo + PIECE_COST;
         }
         if overlapped {
             self.stats.overlaps += 1;
@@ -155,7 +194,7 @@ impl Defrag {
             out.extend_from_slice(piece);
         }
         out.truncate(total as usize);
-        self.table.remove(&key);
+        self.remove(&key);
         self.stats.reassembled += 1;
         DefragOutcome::Complete(out)
     }
@@ -164,8 +203,22 @@ impl Defrag {
     pub fn expire(&mut self, now: Timestamp) {
         let timeout = self.timeout_secs;
         let before = self.table.len();
-        self.table.retain(|_, p| now.secs - p.first_seen <= timeout);
+        let mut freed = 0;
+        self.table.retain(|_, p| {
+            let keep = now.secs - p.first_seen <= timeout;
+            if !keep {
+                freed += p.cost();
+            }
+            keep
+        });
+        self.held -= freed;
         self.stats.timeouts += (before - self.table.len()) as u64;
+    }
+
+    fn remove(&mut self, key: &FragKey) {
+        if let Some(p) = self.table.remove(key) {
+            self.held -= p.cost();
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -175,7 +228,7 @@ impl Defrag {
             .min_by_key(|(_, p)| p.first_seen)
             .map(|(k, _)| *k);
         if let Some(key) = oldest {
-            self.table.remove(&key);
+            self.remove(&key);
             self.stats.evicted += 1;
         }
     }
@@ -248,5 +301,41 @@ mod tests {
         }
         assert_eq!(d.pending(), 2);
         assert_eq!(d.stats.evicted, 3);
+    }
+
+    #[test]
+    fn held_bytes_are_bounded_and_released() {
+        let cap = 4 * (1480 + PIECE_COST) + 100;
+        let mut d = Defrag::with_memcap(1000, cap, 60);
+        let a = IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1));
+        for id in 0..10 {
+            let frag = FragInfo {
+                id,
+                offset: 0,
+                more: true,
+            };
+            d.add(
+                Timestamp::new(1 + i64::from(id), 0),
+                a,
+                a,
+                17,
+                frag,
+                &[0; 1480],
+            );
+            assert!(d.held_bytes() <= cap);
+        }
+        assert_eq!(d.pending(), 4);
+        assert_eq!(d.stats.evicted, 6);
+        // Completing a datagram releases its bytes; timing out releases the rest.
+        let last = FragInfo {
+            id: 9,
+            offset: 1480,
+            more: false,
+        };
+        let done = d.add(Timestamp::new(10, 0), a, a, 17, last, b"end");
+        assert!(matches!(done, DefragOutcome::Complete(ref b) if b.len() == 1483));
+        assert_eq!(d.held_bytes(), 3 * (1480 + PIECE_COST));
+        d.expire(Timestamp::new(100, 0));
+        assert_eq!((d.pending(), d.held_bytes()), (0, 0));
     }
 }

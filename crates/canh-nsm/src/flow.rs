@@ -1,6 +1,7 @@
 //! Bidirectional flows: keys, counters, TCP state, timeouts and a bounded table.
 
 use crate::decode::{MAX_VLANS, Timestamp, tcp_flags};
+use crate::proto::heap::{ALLOC_OVERHEAD, HeapSize, alloc};
 use crate::proto::{Direction, ProtocolParser, ProtocolState};
 use crate::stream::{Chunk, Stream};
 use std::collections::{HashMap, VecDeque};
@@ -199,6 +200,8 @@ pub struct Flow {
     pub macs: [Vec<[u8; 6]>; 2],
     /// ESP security parameters index.
     pub spi: Option<u32>,
+    /// Bytes the table counts for this flow (its fixed cost plus its heap when last counted).
+    counted: usize,
 }
 
 /// Most MAC addresses remembered per side of a flow.
@@ -221,6 +224,39 @@ impl Flow {
 }
 
 impl Flow {
+    /// Heap bytes the flow holds (an estimate): out-of-order segments, data waiting for its
+    /// acknowledgement, bytes kept for protocol detection or an incomplete parse, the
+    /// application parser's state, the Community ID, flowbits and Ethernet addresses.
+    pub fn heap_bytes(&self) -> usize {
+        let held: usize = self
+            .held
+            .iter()
+            .zip(self.held_bytes)
+            .map(|(q, bytes)| {
+                alloc(q.capacity() * std::mem::size_of::<(u32, Chunk)>())
+                    + bytes
+                    + q.len() * ALLOC_OVERHEAD
+            })
+            .sum();
+        let state = self
+            .app
+            .state
+            .as_deref()
+            .map_or(0, |s| alloc(std::mem::size_of_val(s)) + s.heap_bytes());
+        self.streams.iter().map(Stream::heap_bytes).sum::<usize>()
+            + held
+            + self.app.pending.heap_size()
+            + state
+            + self.community_id.heap_size()
+            + self.detect.bits.heap_size()
+            + self.macs.heap_size()
+    }
+
+    /// Bytes the table counted for this flow when it last measured it.
+    pub fn counted_bytes(&self) -> usize {
+        self.counted
+    }
+
     /// Flow state as EVE reports it.
     pub fn state(&self) -> FlowState {
         if self.proto == 6 {
@@ -376,45 +412,72 @@ pub struct FlowStats {
     pub evicted: u64,
     /// Largest number of live flows.
     pub peak: u64,
+    /// Largest number of bytes counted for the live flows (see [`FlowTable`]).
+    pub peak_bytes: u64,
 }
 
-/// The flow table, bounded by a number of flows derived from a memory budget.
+/// The flow table, bounded by a memory budget in bytes.
+///
+/// Every flow is counted at [`FLOW_BASE_BYTES`] plus its [`Flow::heap_bytes`], measured when
+/// it is inserted and again by [`FlowTable::recount`] after each of its packets (so the count
+/// follows its buffers as they grow and shrink). When the total passes the budget,
+/// [`FlowTable::pop_over_budget`] hands out the oldest flows for the caller to end (EVE
+/// `flow.reason: forced`), never the flow being processed and never below [`MIN_FLOWS`].
 pub struct FlowTable {
     /// Boxed: the hash table's buckets (a power of two, up to twice the live flows) then hold
     /// a pointer per flow instead of a whole flow.
     flows: HashMap<FlowKey, Box<Flow>>,
     order: VecDeque<(FlowKey, u64)>,
-    max_flows: usize,
+    memcap: usize,
+    /// Bytes counted for the live flows.
+    used: usize,
     next_id: u64,
     /// Counters.
     pub stats: FlowStats,
 }
 
-/// Bytes a flow costs in the table, for the memory budget: the flow itself (streams and
-/// application state included) with its allocation, its hash-table bucket (key and pointer;
+/// Fixed bytes a flow costs in the table, for the memory budget: the flow itself (streams and
+/// application state inline) with its allocation, its hash-table bucket (key and pointer;
 /// buckets are a power of two at most 7/8 full, so up to 16/7 of them per flow, with a control
-/// byte each), its place in the eviction queue, and the heap every flow holds (its Community
-/// ID). Buffered stream data comes on top while a flow carries payload; it is bounded per flow
-/// (`SensorConfig::stream_buffer`).
-pub const FLOW_COST_BYTES: usize = {
+/// byte each) and two places in the eviction queue (it keeps the places of flows that timed out
+/// until they outnumber the live flows, and grows by doubling). What the flow holds on the heap
+/// ([`Flow::heap_bytes`]) comes on top.
+pub const FLOW_BASE_BYTES: usize = {
     let bucket = std::mem::size_of::<(FlowKey, Box<Flow>)>() + 1;
-    std::mem::size_of::<Flow>() + 16 + bucket * 16 / 7 + std::mem::size_of::<(FlowKey, u64)>() + 64
+    std::mem::size_of::<Flow>()
+        + ALLOC_OVERHEAD
+        + bucket * 16 / 7
+        + 2 * std::mem::size_of::<(FlowKey, u64)>()
 };
+
+/// Flows the table keeps whatever its budget.
+pub const MIN_FLOWS: usize = 16;
 
 // A flow growing past a few KiB inline would shrink the default table (128 MiB) below what a
 // busy uplink needs: keep room for at least 32k flows.
-const _: () = assert!((128usize << 20) / FLOW_COST_BYTES >= 32_768);
+const _: () = assert!((128usize << 20) / FLOW_BASE_BYTES >= 32_768);
 
 impl FlowTable {
-    /// A table holding at most `memcap / FLOW_COST_BYTES` flows.
+    /// A table whose flows may hold `memcap` bytes in all (at least [`MIN_FLOWS`] flows).
     pub fn new(memcap: usize) -> Self {
         Self {
             flows: HashMap::new(),
             order: VecDeque::new(),
-            max_flows: (memcap / FLOW_COST_BYTES).max(16),
+            memcap,
+            used: 0,
             next_id: 0,
             stats: FlowStats::default(),
         }
+    }
+
+    /// Bytes counted for the live flows.
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+
+    /// The budget.
+    pub fn memcap(&self) -> usize {
+        self.memcap
     }
 
     /// Live flows.
@@ -432,26 +495,65 @@ impl FlowTable {
         self.flows.get_mut(key).map(|f| &mut **f)
     }
 
-    /// Inserts a new flow; returns a flow evicted to make room, if any.
-    pub fn insert(&mut self, key: FlowKey, mut flow: Flow) -> Option<Flow> {
-        let mut evicted = None;
-        if self.flows.len() >= self.max_flows {
-            while let Some((old, id)) = self.order.pop_front() {
-                if self.flows.get(&old).is_some_and(|f| f.id == id) {
-                    evicted = self.flows.remove(&old).map(|f| *f);
-                    self.stats.evicted += 1;
-                    break;
-                }
-            }
-        }
+    /// Inserts a new flow and counts it. The table may now be over its budget: the caller
+    /// ends the flows [`FlowTable::pop_over_budget`] hands out.
+    pub fn insert(&mut self, key: FlowKey, mut flow: Flow) {
         self.next_id += 1;
         flow.id = flow_id(self.next_id);
+        flow.counted = FLOW_BASE_BYTES + flow.heap_bytes();
+        self.used += flow.counted;
         self.order.push_back((key, flow.id));
-        self.flows.insert(key, Box::new(flow));
+        if let Some(old) = self.flows.insert(key, Box::new(flow)) {
+            // Not done by the sensor (it looks the key up first); keep the count right.
+            self.used -= old.counted;
+        }
         self.compact_order();
         self.stats.created += 1;
         self.stats.peak = self.stats.peak.max(self.flows.len() as u64);
-        evicted
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.used as u64);
+    }
+
+    /// Measures the flow of `key` again (after a packet changed its buffers).
+    pub fn recount(&mut self, key: &FlowKey) {
+        let Some(flow) = self.flows.get_mut(key) else {
+            return;
+        };
+        let now = FLOW_BASE_BYTES + flow.heap_bytes();
+        self.used = self.used - flow.counted + now;
+        flow.counted = now;
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.used as u64);
+    }
+
+    /// While the counted bytes pass the budget: removes and returns the oldest flow other than
+    /// `keep` (counted as evicted), unless only [`MIN_FLOWS`] flows are left.
+    pub fn pop_over_budget(&mut self, keep: &FlowKey) -> Option<Flow> {
+        if self.used <= self.memcap || self.flows.len() <= MIN_FLOWS {
+            return None;
+        }
+        let mut at = 0;
+        while let Some(&(key, id)) = self.order.get(at) {
+            let live = self.flows.get(&key).is_some_and(|f| f.id == id);
+            if !live {
+                // The place of a flow that already ended.
+                self.order.remove(at);
+                continue;
+            }
+            if key == *keep {
+                at += 1;
+                continue;
+            }
+            self.order.remove(at);
+            let flow = self.remove(&key)?;
+            self.stats.evicted += 1;
+            return Some(flow);
+        }
+        None
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        let flow = self.flows.remove(key)?;
+        self.used -= flow.counted;
+        Some(*flow)
     }
 
     /// Removes the flow of `key` if it timed out at `now`, and returns it.
@@ -465,13 +567,14 @@ impl FlowTable {
             return None;
         }
         self.stats.timed_out += 1;
-        let flow = self.flows.remove(key).map(|f| *f);
+        let flow = self.remove(key);
         self.compact_order();
         flow
     }
 
-    /// Removes flows idle longer than their timeout at `now`.
-    pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts) -> Vec<Flow> {
+    /// Removes flows idle longer than their timeout at `now` (boxed, as they were: a flood's
+    /// flows may time out by the hundred thousand at once).
+    pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts) -> Vec<Box<Flow>> {
         let expired: Vec<FlowKey> = self
             .flows
             .iter()
@@ -481,7 +584,8 @@ impl FlowTable {
         let mut out = Vec::with_capacity(expired.len());
         for key in expired {
             if let Some(f) = self.flows.remove(&key) {
-                out.push(*f);
+                self.used -= f.counted;
+                out.push(f);
             }
         }
         self.stats.timed_out += out.len() as u64;
@@ -500,11 +604,14 @@ impl FlowTable {
         }
     }
 
-    /// Removes every flow, oldest first.
-    pub fn drain_all(&mut self) -> Vec<Flow> {
-        let mut out: Vec<Flow> = self.flows.drain().map(|(_, f)| *f).collect();
+    /// Removes every flow, oldest first. The flows stay boxed: moving them out into one
+    /// vector would hold every flow twice at the end of a run (the freed boxes cannot all be
+    /// handed back to the system).
+    pub fn drain_all(&mut self) -> Vec<Box<Flow>> {
+        let mut out: Vec<Box<Flow>> = self.flows.drain().map(|(_, f)| f).collect();
         out.sort_by_key(|f| (f.start, f.id));
         self.order.clear();
+        self.used = 0;
         out
     }
 }
@@ -559,6 +666,7 @@ pub fn new_flow(
         detect: crate::rules::FlowDetect::default(),
         macs: [Vec::new(), Vec::new()],
         spi: None,
+        counted: 0,
     }
 }
 
@@ -668,14 +776,101 @@ mod tests {
         for n in 0..20u16 {
             let key = FlowKey::new(ip(1), n, ip(2), 53, 17, [0; MAX_VLANS]);
             let f = new_flow((ip(1), n), (ip(2), 53), 17, &[], Timestamp::default(), 16);
-            let evicted = t.insert(key, f);
+            t.insert(key, f);
+            let evicted = t.pop_over_budget(&key);
             assert_eq!(evicted.is_some(), n >= 16);
             if let Some(e) = evicted {
                 assert_eq!(e.client.1, n - 16);
             }
+            assert!(t.pop_over_budget(&key).is_none());
         }
         assert_eq!(t.len(), 16);
         assert_eq!(t.stats.evicted, 4);
+        assert_eq!(t.used_bytes(), 16 * FLOW_BASE_BYTES);
+    }
+
+    fn udp_flow(t: &mut FlowTable, port: u16) -> FlowKey {
+        let key = FlowKey::new(ip(1), port, ip(2), 53, 17, [0; MAX_VLANS]);
+        let f = new_flow(
+            (ip(1), port),
+            (ip(2), 53),
+            17,
+            &[],
+            Timestamp::default(),
+            1 << 16,
+        );
+        t.insert(key, f);
+        key
+    }
+
+    #[test]
+    fn counted_bytes_rise_with_buffered_data_and_fall_when_it_is_released() {
+        let mut t = FlowTable::new(1 << 30);
+        let key = udp_flow(&mut t, 1);
+        let base = t.used_bytes();
+        assert_eq!(base, FLOW_BASE_BYTES);
+        let f = t.get_mut(&key).unwrap();
+        // Data waiting for its acknowledgement, bytes kept for detection, out of order data.
+        f.held[0].push_back((0, Chunk::Data(vec![1; 20_000])));
+        f.held_bytes[0] += 20_000;
+        f.app.pending[1].extend_from_slice(&[2; 3_000]);
+        f.streams[1].set_start(0);
+        f.streams[1].add(500, &[3; 7_000], &mut Vec::new());
+        t.recount(&key);
+        let grown = t.used_bytes() - base;
+        assert!((30_000..32_000).contains(&grown), "{grown}");
+        assert_eq!(t.get_mut(&key).unwrap().counted_bytes(), t.used_bytes());
+        assert!(t.stats.peak_bytes >= t.used_bytes() as u64);
+        // Released: the acknowledged data and the detection buffer go.
+        let f = t.get_mut(&key).unwrap();
+        f.held[0].clear();
+        f.held_bytes[0] = 0;
+        f.app.pending[1] = Vec::new();
+        t.recount(&key);
+        let left = t.used_bytes() - base;
+        assert!((7_000..8_000).contains(&left), "{left}");
+        // The flow leaves: nothing stays counted.
+        t.take_timed_out(&key, Timestamp::new(1_000_000, 0), &Timeouts::default());
+        assert_eq!(t.used_bytes(), 0);
+    }
+
+    #[test]
+    fn table_evicts_oldest_flows_when_counted_bytes_pass_the_budget() {
+        let budget = 40 * FLOW_BASE_BYTES;
+        let mut t = FlowTable::new(budget);
+        let keys: Vec<FlowKey> = (0..30).map(|n| udp_flow(&mut t, n)).collect();
+        assert!(
+            t.pop_over_budget(&keys[29]).is_none(),
+            "under budget by flow count"
+        );
+        // The newest flow buffers the room of about 20 flows: the oldest ones make room.
+        let f = t.get_mut(&keys[29]).unwrap();
+        f.app.pending[0] = vec![0; 20 * FLOW_BASE_BYTES];
+        t.recount(&keys[29]);
+        let mut evicted = Vec::new();
+        while let Some(f) = t.pop_over_budget(&keys[29]) {
+            evicted.push(f.client.1);
+        }
+        assert!(t.used_bytes() <= budget, "{} > {budget}", t.used_bytes());
+        assert!(evicted.len() >= 10 && evicted.len() <= 12, "{evicted:?}");
+        let oldest: Vec<u16> = (0..evicted.len() as u16).collect();
+        assert_eq!(evicted, oldest);
+        assert_eq!(t.stats.evicted, evicted.len() as u64);
+        assert!(t.get_mut(&keys[29]).is_some(), "the busy flow stays");
+    }
+
+    #[test]
+    fn the_flow_being_processed_is_never_evicted() {
+        let mut t = FlowTable::new(0);
+        let keys: Vec<FlowKey> = (0..20).map(|n| udp_flow(&mut t, n)).collect();
+        // The oldest flow is the busy one: the next oldest go instead.
+        let mut evicted = Vec::new();
+        while let Some(f) = t.pop_over_budget(&keys[0]) {
+            evicted.push(f.client.1);
+        }
+        assert_eq!(evicted, vec![1, 2, 3, 4]);
+        assert_eq!(t.len(), MIN_FLOWS);
+        assert!(t.get_mut(&keys[0]).is_some());
     }
 
     #[test]
@@ -715,6 +910,7 @@ mod tests {
             let key = FlowKey::new(ip(3), n, ip(4), 53, 17, [0; MAX_VLANS]);
             let at = Timestamp::new(i64::from(n) * 100, 0);
             small.insert(key, new_flow((ip(3), n), (ip(4), 53), 17, &[], at, 16));
+            while small.pop_over_budget(&key).is_some() {}
         }
         assert_eq!(small.len(), 16);
     }

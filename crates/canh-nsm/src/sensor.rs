@@ -30,7 +30,9 @@ const MAX_TUNNEL_DEPTH: u8 = 3;
 /// Sensor settings.
 #[derive(Debug, Clone)]
 pub struct SensorConfig {
-    /// Memory budget for the flow table, in bytes.
+    /// Memory budget for the flow table, in bytes: the flows and what they buffer (stream
+    /// reassembly, data awaiting acknowledgement, application-layer state). Past it the
+    /// oldest flows end with `flow.reason: forced`.
     pub flow_memcap: usize,
     /// Out-of-order bytes buffered per TCP direction.
     pub stream_buffer: usize,
@@ -471,9 +473,8 @@ impl<W: Write> Sensor<W> {
         }
         if self.flows.get_mut(&key).is_none() {
             let flow = self.create_flow(&pkt, sport, dport);
-            if let Some(evicted) = self.flows.insert(key, flow) {
-                self.end_flow(evicted, EndReason::Forced)?;
-            }
+            self.flows.insert(key, flow);
+            self.evict_over_budget(&key)?;
         }
         let cfg_midstream = self.cfg.midstream;
         let Some(flow) = self.flows.get_mut(&key) else {
@@ -620,6 +621,17 @@ impl<W: Write> Sensor<W> {
                 self.scratch = events;
             }
         }
+        // The packet may have grown or shrunk what the flow buffers.
+        self.flows.recount(&key);
+        self.evict_over_budget(&key)
+    }
+
+    /// Ends the oldest flows (EVE `flow.reason: forced`) while the flow table holds more than
+    /// its memory budget; `keep` is the flow of the packet being processed.
+    fn evict_over_budget(&mut self, keep: &FlowKey) -> Result<(), NsmError> {
+        while let Some(evicted) = self.flows.pop_over_budget(keep) {
+            self.end_flow(evicted, EndReason::Forced)?;
+        }
         Ok(())
     }
 
@@ -721,7 +733,7 @@ impl<W: Write> Sensor<W> {
         self.defrag.expire(now);
         let expired = self.flows.expire(now, &self.cfg.timeouts);
         for flow in expired {
-            self.end_flow(flow, EndReason::Timeout)?;
+            self.end_flow(*flow, EndReason::Timeout)?;
         }
         Ok(())
     }
@@ -802,7 +814,7 @@ impl<W: Write> Sensor<W> {
         }
         self.stats.threshold_evictions = self.detect.threshold_evictions;
         for flow in self.flows.drain_all() {
-            self.end_flow(flow, EndReason::Shutdown)?;
+            self.end_flow(*flow, EndReason::Shutdown)?;
         }
         self.stats.flows = self.flows.stats;
         self.stats.defrag = self.defrag.stats;

@@ -170,6 +170,15 @@ impl Stream {
     pub fn buffered(&self) -> usize {
         self.pending_bytes
     }
+
+    /// Heap bytes this direction holds (the segments buffered out of order and their list),
+    /// for the flow table's memory budget.
+    pub fn heap_bytes(&self) -> usize {
+        let list = self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>();
+        crate::proto::heap::alloc(list)
+            + self.pending_bytes
+            + self.pending.len() * crate::proto::heap::ALLOC_OVERHEAD
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +236,24 @@ mod tests {
         assert_eq!(out, vec![Chunk::Gap(10), Chunk::Data(b"abcdef".to_vec())]);
         assert_eq!(s.stats.gaps, 1);
         assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn counted_bytes_follow_the_out_of_order_buffer() {
+        let mut s = Stream::new(1 << 16);
+        s.set_start(0);
+        let mut out = Vec::new();
+        assert_eq!(s.heap_bytes(), 0);
+        s.add(1000, &[7; 1000], &mut out);
+        s.add(3000, &[7; 2000], &mut out);
+        let held = s.heap_bytes();
+        assert!(held >= 3000, "{held}");
+        s.add(0, &[7; 1000], &mut out);
+        // The first segment filled the hole before 1000: that one is delivered, 2000 stay.
+        let after = s.heap_bytes();
+        assert!(after >= 2000 && after < held - 900, "{after}");
+        s.flush(&mut out);
+        assert!(s.heap_bytes() < 200, "{}", s.heap_bytes());
     }
 
     #[test]

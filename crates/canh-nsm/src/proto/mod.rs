@@ -6,6 +6,7 @@
 pub mod dhcp;
 pub mod dns;
 pub mod ftp;
+pub mod heap;
 pub mod http1;
 pub mod smtp;
 pub mod ssh;
@@ -108,6 +109,11 @@ pub trait ProtocolState: Send {
     }
     /// The flow ends: log what is still pending.
     fn close(&mut self, _out: &mut Vec<AppEvent>) {}
+    /// Heap bytes the state holds beyond its own size (pending transactions, buffered
+    /// handshake bytes, strings kept for the log), estimated with [`heap::HeapSize`]. Counted
+    /// in the flow table's memory budget after every packet of the flow, so it must be cheap:
+    /// a walk over what the state keeps, never over bytes already parsed.
+    fn heap_bytes(&self) -> usize;
 }
 
 /// A protocol: how to detect it and how to start parsing it.

@@ -2,9 +2,11 @@
 
 use super::buffers::{AppProto, Buf};
 use super::header::{AddrSet, PortSet, Vars, parse_addrs, parse_ports};
-use super::matcher::{ByteJump, ByteTest, Content, Item, NumFormat, Range};
+use super::matcher::{ByteJump, ByteTest, Content, Item, NumFormat, Pcre, Range};
 use super::parse::{RawRule, content_bytes, unescape, unquote};
 use crate::proto::Direction;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a rule cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,17 +116,100 @@ pub struct Threshold {
     pub seconds: u64,
 }
 
+/// Rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `alert`.
+    Alert,
+    /// `drop`.
+    Drop,
+    /// `reject`.
+    Reject,
+    /// `rejectsrc`.
+    RejectSrc,
+    /// `rejectdst`.
+    RejectDst,
+    /// `rejectboth`.
+    RejectBoth,
+    /// `pass`.
+    Pass,
+}
+
+impl Action {
+    /// Parses the action word of a rule header.
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "alert" => Self::Alert,
+            "drop" => Self::Drop,
+            "reject" => Self::Reject,
+            "rejectsrc" => Self::RejectSrc,
+            "rejectdst" => Self::RejectDst,
+            "rejectboth" => Self::RejectBoth,
+            "pass" => Self::Pass,
+            _ => return None,
+        })
+    }
+
+    /// The action word as written in rules.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Drop => "drop",
+            Self::Reject => "reject",
+            Self::RejectSrc => "rejectsrc",
+            Self::RejectDst => "rejectdst",
+            Self::RejectBoth => "rejectboth",
+            Self::Pass => "pass",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Inspection of one buffer.
 #[derive(Debug, Clone)]
 pub struct Group {
     /// The buffer.
     pub buf: Buf,
     /// Steps in order.
-    pub items: Vec<Item>,
+    pub items: Box<[Item]>,
     /// `bsize` (also `urilen` on `http.uri`).
     pub bsize: Option<Range>,
     /// Transforms in order.
-    pub transforms: Vec<Transform>,
+    pub transforms: Box<[Transform]>,
+}
+
+/// A [`Group`] while its rule is being compiled.
+#[derive(Debug)]
+struct Draft {
+    buf: Buf,
+    items: Vec<Item>,
+    bsize: Option<Range>,
+    transforms: Vec<Transform>,
+}
+
+impl Draft {
+    fn new(buf: Buf) -> Self {
+        Self {
+            buf,
+            items: Vec::new(),
+            bsize: None,
+            transforms: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Group {
+        Group {
+            buf: self.buf,
+            items: self.items.into_boxed_slice(),
+            bsize: self.bsize,
+            transforms: self.transforms.into_boxed_slice(),
+        }
+    }
 }
 
 /// Buffer transforms.
@@ -140,57 +225,93 @@ pub enum Transform {
     CompressWhitespace,
 }
 
-/// A rule's `metadata` entries, kept as written (`key value, key value, ...`): one string per
-/// rule instead of two per entry (ET Open rules carry a dozen entries each, and only alerts
-/// read them).
+/// A rule's `metadata` entries (`key value`), in rule order. Entries are shared between the
+/// rules of one load: ET Open rules carry a dozen each, drawn from a few thousand distinct
+/// ones, and only alerts read them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleMetadata(String);
+pub struct RuleMetadata(Box<[Arc<str>]>);
 
 impl RuleMetadata {
     /// Adds the value of one `metadata` option.
     pub fn push_option(&mut self, text: &str) {
-        let text = text.trim();
-        if text.is_empty() {
-            return;
-        }
-        if !self.0.is_empty() {
-            self.0.push(',');
-        }
-        self.0.push_str(text);
+        self.push_with(text, |e| Arc::from(e));
+    }
+
+    fn push_with(&mut self, text: &str, mut intern: impl FnMut(&str) -> Arc<str>) {
+        let mut entries = std::mem::take(&mut self.0).into_vec();
+        entries.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(&mut intern),
+        );
+        self.0 = entries.into_boxed_slice();
     }
 
     /// The entries as (key, value), in rule order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.split(',').filter_map(|part| {
-            let part = part.trim();
-            let (k, v) = part.split_once(' ').unwrap_or((part, ""));
-            (!k.is_empty()).then(|| (k, v.trim()))
+        self.0.iter().map(|e| {
+            let (k, v) = e.split_once(' ').unwrap_or((e, ""));
+            (k, v.trim())
         })
     }
 
     /// Whether there is no entry.
     pub fn is_empty(&self) -> bool {
-        self.iter().next().is_none()
+        self.0.is_empty()
     }
 }
 
-/// A compiled rule.
+/// A list of short texts (`reference` values) kept in one string, each entry after a line
+/// break: rule options never hold one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextList(String);
+
+impl TextList {
+    /// Appends an entry.
+    pub fn push(&mut self, text: &str) {
+        self.0.push('\n');
+        self.0.push_str(text);
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\n').skip(1)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn shrink(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+/// A compiled rule. Address and port groups, `classtype`, `target` and `metadata` words and
+/// `pcre` programs are shared between the rules of one load that spell them alike.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Action word.
-    pub action: String,
+    pub action: Action,
     /// Protocol.
     pub proto: RuleProto,
     /// Source addresses.
-    pub src: AddrSet,
+    pub src: Arc<AddrSet>,
     /// Source ports.
-    pub sport: PortSet,
+    pub sport: Arc<PortSet>,
     /// `<>`.
     pub bidirectional: bool,
     /// Destination addresses.
-    pub dst: AddrSet,
+    pub dst: Arc<AddrSet>,
     /// Destination ports.
-    pub dport: PortSet,
+    pub dport: Arc<PortSet>,
     /// `sid`.
     pub sid: u64,
     /// `rev`.
@@ -200,25 +321,32 @@ pub struct Rule {
     /// `msg`.
     pub msg: String,
     /// `classtype`.
-    pub classtype: Option<String>,
+    pub classtype: Option<Arc<str>>,
     /// `priority`.
     pub priority: Option<u64>,
     /// `metadata` entries (`key value`).
     pub metadata: RuleMetadata,
     /// `reference` values.
-    pub references: Vec<String>,
+    pub references: TextList,
     /// `target`.
-    pub target: Option<String>,
+    pub target: Option<Arc<str>>,
     /// `flow`.
     pub flow: FlowOpts,
     /// Buffer inspections.
-    pub groups: Vec<Group>,
+    pub groups: Box<[Group]>,
     /// `flowbits`.
     pub flowbits: Vec<FlowbitOp>,
     /// Do not alert (`noalert` or `flowbits:noalert`).
     pub noalert: bool,
     /// `threshold` / `detection_filter`.
     pub threshold: Option<Threshold>,
+    /// `dsize`, `itype`, `icode` and `flags`, out of line: most rules have none.
+    pub packet: Option<Box<PacketTests>>,
+}
+
+/// Tests on the packet header that few rules use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketTests {
     /// `dsize`.
     pub dsize: Option<Range>,
     /// `itype`.
@@ -227,8 +355,6 @@ pub struct Rule {
     pub icode: Option<Range>,
     /// `flags`: (required set, mask of flags that are compared, modifier).
     pub flags: Option<(u8, u8, char)>,
-    /// Prefilter pattern: (buffer, lowercase-agnostic pattern).
-    pub fast: Option<(Buf, Vec<u8>)>,
 }
 
 impl Rule {
@@ -238,16 +364,94 @@ impl Rule {
             && self.groups.is_empty()
             && self.flow == FlowOpts::default()
             && self.flowbits.is_empty()
-            && self.dsize.is_none()
-            && self.itype.is_none()
-            && self.icode.is_none()
-            && self.flags.is_none()
+            && self.dsize().is_none()
+            && self.itype().is_none()
+            && self.icode().is_none()
+            && self.flags().is_none()
+    }
+
+    /// `dsize`.
+    pub fn dsize(&self) -> Option<Range> {
+        self.packet.as_ref().and_then(|p| p.dsize)
+    }
+
+    /// `itype`.
+    pub fn itype(&self) -> Option<Range> {
+        self.packet.as_ref().and_then(|p| p.itype)
+    }
+
+    /// `icode`.
+    pub fn icode(&self) -> Option<Range> {
+        self.packet.as_ref().and_then(|p| p.icode)
+    }
+
+    /// `flags`: (required set, mask of flags that are compared, modifier).
+    pub fn flags(&self) -> Option<(u8, u8, char)> {
+        self.packet.as_ref().and_then(|p| p.flags)
+    }
+
+    fn packet_mut(&mut self) -> &mut PacketTests {
+        self.packet.get_or_insert_with(Box::default)
     }
 
     /// Whether the rule is evaluated on application events rather than packets.
     pub fn is_app(&self) -> bool {
         matches!(self.proto, RuleProto::App(_))
             && !self.groups.iter().any(|g| g.buf == Buf::Payload)
+    }
+
+    /// Prefilter pattern: the buffer and the `fast_pattern` content, else the longest
+    /// positive content (its case does not matter to the prefilter).
+    pub fn fast_pattern(&self) -> Option<(Buf, &[u8])> {
+        pick_fast(&self.groups)
+    }
+}
+
+/// What the rules of one load share: groups, words and `pcre` programs by their text, so
+/// that thousands of rules naming `$HOME_NET` or the same expression hold one copy.
+#[derive(Debug, Default)]
+pub struct Shared {
+    addrs: HashMap<String, Result<Arc<AddrSet>, String>>,
+    ports: HashMap<String, Result<Arc<PortSet>, String>>,
+    pcres: HashMap<String, Result<(Pcre, Option<Buf>), RuleProblem>>,
+    words: HashMap<String, Arc<str>>,
+}
+
+impl Shared {
+    fn addrs(&mut self, text: &str, vars: &Vars) -> Result<Arc<AddrSet>, RuleProblem> {
+        if let Some(r) = self.addrs.get(text) {
+            return r.clone().map_err(invalid);
+        }
+        let r = parse_addrs(text, vars).map(Arc::new);
+        self.addrs.insert(text.to_string(), r.clone());
+        r.map_err(invalid)
+    }
+
+    fn ports(&mut self, text: &str, vars: &Vars) -> Result<Arc<PortSet>, RuleProblem> {
+        if let Some(r) = self.ports.get(text) {
+            return r.clone().map_err(invalid);
+        }
+        let r = parse_ports(text, vars).map(Arc::new);
+        self.ports.insert(text.to_string(), r.clone());
+        r.map_err(invalid)
+    }
+
+    fn pcre(&mut self, value: &str) -> Result<(Pcre, Option<Buf>), RuleProblem> {
+        if let Some(r) = self.pcres.get(value) {
+            return r.clone();
+        }
+        let r = super::pcre::compile(value);
+        self.pcres.insert(value.to_string(), r.clone());
+        r
+    }
+
+    fn word(&mut self, text: &str) -> Arc<str> {
+        if let Some(w) = self.words.get(text) {
+            return w.clone();
+        }
+        let w: Arc<str> = Arc::from(text);
+        self.words.insert(text.to_string(), w.clone());
+        w
     }
 }
 
@@ -291,23 +495,18 @@ const OTHER_APPS: &[&str] = &[
 ];
 
 struct Builder {
-    groups: Vec<Group>,
+    groups: Vec<Draft>,
     /// Groups that are not sticky (`urilen`), appended at the end.
-    extra: Vec<Group>,
+    extra: Vec<Draft>,
     /// A sticky buffer was selected (later items go to it).
     sticky: bool,
     last_content: Option<(usize, usize)>,
 }
 
 impl Builder {
-    fn current(&mut self) -> &mut Group {
+    fn current(&mut self) -> &mut Draft {
         if self.groups.is_empty() {
-            self.groups.push(Group {
-                buf: Buf::Payload,
-                items: Vec::new(),
-                bsize: None,
-                transforms: Vec::new(),
-            });
+            self.groups.push(Draft::new(Buf::Payload));
         }
         let n = self.groups.len() - 1;
         &mut self.groups[n]
@@ -315,12 +514,7 @@ impl Builder {
 
     fn switch(&mut self, buf: Buf) {
         self.sticky = true;
-        self.groups.push(Group {
-            buf,
-            items: Vec::new(),
-            bsize: None,
-            transforms: Vec::new(),
-        });
+        self.groups.push(Draft::new(buf));
         self.last_content = None;
     }
 
@@ -339,12 +533,7 @@ impl Builder {
                 _ => {}
             }
             if self.groups.last().is_some_and(|g| g.buf != Buf::Payload) {
-                self.groups.push(Group {
-                    buf: Buf::Payload,
-                    items: Vec::new(),
-                    bsize: None,
-                    transforms: Vec::new(),
-                });
+                self.groups.push(Draft::new(Buf::Payload));
             }
         }
         let g = self.current();
@@ -372,12 +561,9 @@ impl Builder {
             Some(g) => g.items.push(item),
             None => {
                 let keep = self.groups.pop();
-                self.groups.push(Group {
-                    buf,
-                    items: vec![item],
-                    bsize: None,
-                    transforms: Vec::new(),
-                });
+                let mut d = Draft::new(buf);
+                d.items.push(item);
+                self.groups.push(d);
                 if let Some(k) = keep {
                     let is_last = self
                         .last_content
@@ -408,12 +594,7 @@ impl Builder {
         let target = match self.groups.iter().position(|x| x.buf == buf) {
             Some(t) => t,
             None => {
-                self.groups.push(Group {
-                    buf,
-                    items: Vec::new(),
-                    bsize: None,
-                    transforms: Vec::new(),
-                });
+                self.groups.push(Draft::new(buf));
                 self.groups.len() - 1
             }
         };
@@ -449,6 +630,16 @@ fn parse_proto(p: &str) -> Result<RuleProto, RuleProblem> {
 
 /// Compiles a tokenised rule.
 pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
+    compile_shared(raw, vars, &mut Shared::default())
+}
+
+/// Compiles a tokenised rule, sharing groups, words and `pcre` programs with the other rules
+/// compiled with the same `shared` (and the same `vars`).
+pub fn compile_shared(
+    raw: &RawRule,
+    vars: &Vars,
+    shared: &mut Shared,
+) -> Result<Rule, RuleProblem> {
     let proto = parse_proto(&raw.proto)?;
     let bidirectional = match raw.direction.as_str() {
         "->" => false,
@@ -456,20 +647,17 @@ pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
         "=>" => return Err(unsupported("transactional direction =>")),
         d => return Err(invalid(format!("invalid direction {d}"))),
     };
-    if !matches!(
-        raw.action.as_str(),
-        "alert" | "drop" | "reject" | "rejectsrc" | "rejectdst" | "rejectboth" | "pass"
-    ) {
+    let Some(action) = Action::parse(&raw.action) else {
         return Err(invalid(format!("unknown action {}", raw.action)));
-    }
+    };
     let mut rule = Rule {
-        action: raw.action.clone(),
+        action,
         proto,
-        src: parse_addrs(&raw.src, vars).map_err(invalid)?,
-        sport: parse_ports(&raw.sport, vars).map_err(invalid)?,
+        src: shared.addrs(&raw.src, vars)?,
+        sport: shared.ports(&raw.sport, vars)?,
         bidirectional,
-        dst: parse_addrs(&raw.dst, vars).map_err(invalid)?,
-        dport: parse_ports(&raw.dport, vars).map_err(invalid)?,
+        dst: shared.addrs(&raw.dst, vars)?,
+        dport: shared.ports(&raw.dport, vars)?,
         sid: 0,
         rev: 0,
         gid: 1,
@@ -477,18 +665,14 @@ pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
         classtype: None,
         priority: None,
         metadata: RuleMetadata::default(),
-        references: Vec::new(),
+        references: TextList::default(),
         target: None,
         flow: FlowOpts::default(),
-        groups: Vec::new(),
+        groups: Box::default(),
         flowbits: Vec::new(),
         noalert: false,
         threshold: None,
-        dsize: None,
-        itype: None,
-        icode: None,
-        flags: None,
-        fast: None,
+        packet: None,
     };
     let mut b = Builder {
         groups: Vec::new(),
@@ -507,6 +691,7 @@ pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
             v,
             &mut file_data_groups,
             &mut has_sid,
+            shared,
         )?;
     }
     if !has_sid {
@@ -523,10 +708,13 @@ pub fn compile(raw: &RawRule, vars: &Vars) -> Result<Rule, RuleProblem> {
             };
         }
     }
-    rule.groups = b.groups;
-    rule.groups.append(&mut b.extra);
+    let mut groups = b.groups;
+    groups.append(&mut b.extra);
+    rule.groups = groups.into_iter().map(Draft::finish).collect();
     check_groups(&rule)?;
-    rule.fast = pick_fast(&rule.groups);
+    rule.msg.shrink_to_fit();
+    rule.references.shrink();
+    rule.flowbits.shrink_to_fit();
     Ok(rule)
 }
 
@@ -573,7 +761,7 @@ fn check_groups(rule: &Rule) -> Result<(), RuleProblem> {
 }
 
 /// The prefilter pattern: the `fast_pattern` content, else the longest positive content.
-fn pick_fast(groups: &[Group]) -> Option<(Buf, Vec<u8>)> {
+fn pick_fast(groups: &[Group]) -> Option<(Buf, &[u8])> {
     let mut best: Option<(Buf, &[u8])> = None;
     for g in groups {
         // The prefilter sees the buffer before transforms; case is ignored there anyway.
@@ -598,14 +786,14 @@ fn pick_fast(groups: &[Group]) -> Option<(Buf, Vec<u8>)> {
                 continue;
             }
             if c.fast_pattern {
-                return Some((g.buf, pat.to_vec()));
+                return Some((g.buf, pat));
             }
             if best.is_none_or(|(_, b)| pat.len() > b.len()) {
                 best = Some((g.buf, pat));
             }
         }
     }
-    best.map(|(b, p)| (b, p.to_vec()))
+    best
 }
 
 fn option(
@@ -615,6 +803,7 @@ fn option(
     v: Option<&str>,
     file_data_groups: &mut Vec<usize>,
     has_sid: &mut bool,
+    shared: &mut Shared,
 ) -> Result<(), RuleProblem> {
     if let Some(buf) = Buf::from_keyword(name) {
         // Sticky buffer (dotted name) or legacy modifier (underscore name after content).
@@ -636,11 +825,11 @@ fn option(
         }
         "rev" => rule.rev = num(name, v)?,
         "gid" => rule.gid = num(name, v)?,
-        "classtype" => rule.classtype = v.map(|x| x.trim().to_string()),
+        "classtype" => rule.classtype = v.map(|x| shared.word(x.trim())),
         "priority" => rule.priority = Some(num(name, v)?),
-        "reference" => rule.references.push(v.unwrap_or("").trim().to_string()),
-        "target" => rule.target = v.map(|x| x.trim().to_string()),
-        "metadata" => rule.metadata.push_option(v.unwrap_or("")),
+        "reference" => rule.references.push(v.unwrap_or("").trim()),
+        "target" => rule.target = v.map(|x| shared.word(x.trim())),
+        "metadata" => rule.metadata.push_with(v.unwrap_or(""), |e| shared.word(e)),
         "noalert" => rule.noalert = true,
         "file.data" | "file_data" => {
             if v.is_some_and(|x| x.trim() == "to_client") {
@@ -682,16 +871,13 @@ fn option(
             };
             let range = Range::parse(range).map_err(invalid)?;
             let buf = if raw { Buf::HttpUriRaw } else { Buf::HttpUri };
-            b.extra.push(Group {
-                buf,
-                items: Vec::new(),
-                bsize: Some(range),
-                transforms: Vec::new(),
-            });
+            let mut d = Draft::new(buf);
+            d.bsize = Some(range);
+            b.extra.push(d);
         }
-        "dsize" => rule.dsize = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
-        "itype" => rule.itype = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
-        "icode" => rule.icode = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
+        "dsize" => rule.packet_mut().dsize = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
+        "itype" => rule.packet_mut().itype = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
+        "icode" => rule.packet_mut().icode = Some(Range::parse(v.unwrap_or("")).map_err(invalid)?),
         "dotprefix" => b.current().transforms.push(Transform::DotPrefix),
         "to_lowercase" => b.current().transforms.push(Transform::ToLowercase),
         "strip_whitespace" => b.current().transforms.push(Transform::StripWhitespace),
@@ -718,12 +904,12 @@ fn option(
                 negated,
             });
         }
-        "pcre" => match super::pcre::compile(v.unwrap_or(""))? {
+        "pcre" => match shared.pcre(v.unwrap_or(""))? {
             (p, None) => b.push(Item::Pcre(p)),
             (p, Some(buf)) => b.push_to(buf, Item::Pcre(p)),
         },
-        "byte_test" => b.push(Item::ByteTest(byte_test(v.unwrap_or(""))?)),
-        "byte_jump" => b.push(Item::ByteJump(byte_jump(v.unwrap_or(""))?)),
+        "byte_test" => b.push(Item::ByteTest(Box::new(byte_test(v.unwrap_or(""))?))),
+        "byte_jump" => b.push(Item::ByteJump(Box::new(byte_jump(v.unwrap_or(""))?))),
         "flow" => rule.flow = flow(v.unwrap_or(""))?,
         "flowbits" => {
             if let Some(op) = flowbits(v.unwrap_or(""))? {
@@ -734,7 +920,7 @@ fn option(
         }
         "threshold" => rule.threshold = Some(threshold(v.unwrap_or(""), false)?),
         "detection_filter" => rule.threshold = Some(threshold(v.unwrap_or(""), true)?),
-        "flags" => rule.flags = Some(tcp_flags(v.unwrap_or(""))?),
+        "flags" => rule.packet_mut().flags = Some(tcp_flags(v.unwrap_or(""))?),
         other => return Err(unsupported(format!("keyword {other}"))),
     }
     Ok(())
@@ -1023,7 +1209,7 @@ mod tests {
             r.groups[2].buf,
             Buf::HttpHeader(super::super::buffers::Side::Request)
         );
-        assert_eq!(r.fast, Some((Buf::HttpUri, b"/gate.php".to_vec())));
+        assert_eq!(r.fast_pattern(), Some((Buf::HttpUri, &b"/gate.php"[..])));
         assert_eq!(
             r.metadata.iter().nth(1),
             Some(("signature_severity", "Major"))
@@ -1073,12 +1259,69 @@ mod tests {
     }
 
     #[test]
+    fn metadata_and_references_keep_their_entries() {
+        let r = rule(
+            r#"alert tcp any any -> any any (metadata: a 1 , b  2,,c; metadata:d 4; reference:url,x.example/a; reference:; reference:cve,2020-1; sid:1;)"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.metadata.iter().collect::<Vec<_>>(),
+            vec![("a", "1"), ("b", "2"), ("c", ""), ("d", "4")]
+        );
+        assert_eq!(
+            r.references.iter().collect::<Vec<_>>(),
+            vec!["url,x.example/a", "", "cve,2020-1"]
+        );
+        assert_eq!(r.references.len(), 3);
+        let mut m = RuleMetadata::default();
+        assert!(m.is_empty());
+        m.push_option(" , ");
+        assert!(m.is_empty());
+        m.push_option("k v");
+        assert_eq!(m.iter().next(), Some(("k", "v")));
+        assert_eq!(r.action, Action::Alert);
+        assert_eq!(
+            rule("pass tcp any any -> any any (sid:1;)")
+                .unwrap()
+                .action
+                .as_str(),
+            "pass"
+        );
+        assert!(matches!(
+            rule("block tcp any any -> any any (sid:1;)"),
+            Err(RuleProblem::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn shared_parts_are_compiled_once() {
+        let vars = Vars::default();
+        let mut shared = Shared::default();
+        let mut one = |s: &str| compile_shared(&tokenize(s).unwrap(), &vars, &mut shared);
+        let a = one(r#"alert tcp $HOME_NET any -> any 80 (pcre:"/a+b/i"; sid:1;)"#).unwrap();
+        let b = one(r#"alert tcp $HOME_NET any -> any 80 (pcre:"/a+b/i"; sid:2;)"#).unwrap();
+        assert!(Arc::ptr_eq(&a.src, &b.src) && Arc::ptr_eq(&a.dport, &b.dport));
+        let (Item::Pcre(pa), Item::Pcre(pb)) = (&a.groups[0].items[0], &b.groups[0].items[0])
+        else {
+            panic!("pcre expected");
+        };
+        assert!(Arc::ptr_eq(&pa.re, &pb.re));
+        assert!(pa.re.is_match(b"xAAB"));
+        // Errors are remembered and given again.
+        let bad = r#"alert tcp [1.2.3.4/40] any -> any any (sid:3;)"#;
+        let e1 = one(bad).unwrap_err();
+        assert_eq!(one(bad).unwrap_err(), e1);
+        assert!(matches!(e1, RuleProblem::Invalid(_)));
+    }
+
+    #[test]
     fn threshold_flowbits_flags() {
         let r = rule(
             "alert tcp any any -> any any (flags:S,12; flowbits:isset,a|b; threshold: type both, track by_src, count 5, seconds 60; sid:1;)",
         )
         .unwrap();
-        assert_eq!(r.flags, Some((0x02, !0xc0, '=')));
+        assert_eq!(r.flags(), Some((0x02, !0xc0, '=')));
+        assert!(r.dsize().is_none());
         assert_eq!(
             r.flowbits[0],
             FlowbitOp::IsSet(vec!["a".into(), "b".into()], true)

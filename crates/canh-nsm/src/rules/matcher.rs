@@ -77,7 +77,7 @@ impl Range {
 #[derive(Debug, Clone)]
 pub struct Content {
     /// Pattern bytes.
-    pub pattern: Vec<u8>,
+    pub pattern: Box<[u8]>,
     /// ASCII case-insensitive.
     pub nocase: bool,
     /// `content:!"..."`.
@@ -100,7 +100,7 @@ impl Content {
     /// A content with no modifiers.
     pub fn new(pattern: Vec<u8>, negated: bool) -> Self {
         Self {
-            pattern,
+            pattern: pattern.into_boxed_slice(),
             nocase: false,
             negated,
             offset: None,
@@ -169,8 +169,9 @@ impl Content {
 /// A compiled `pcre`.
 #[derive(Debug, Clone)]
 pub struct Pcre {
-    /// The regex (bytes mode).
-    pub re: regex::bytes::Regex,
+    /// The regex (bytes mode, compiled on first use), shared by the rules that spell it
+    /// alike.
+    pub re: std::sync::Arc<super::pcre::LazyRegex>,
     /// `/R`: search from the previous match end.
     pub relative: bool,
     /// `pcre:!"..."`.
@@ -250,10 +251,10 @@ pub enum Item {
         /// `!isdataat`.
         negated: bool,
     },
-    /// `byte_test`.
-    ByteTest(ByteTest),
+    /// `byte_test` (boxed: it is the largest step and the rarest).
+    ByteTest(Box<ByteTest>),
     /// `byte_jump`.
-    ByteJump(ByteJump),
+    ByteJump(Box<ByteJump>),
 }
 
 impl Item {
@@ -318,7 +319,10 @@ fn run(buf: &[u8], items: &[Item], prev: usize, steps: &mut u32) -> bool {
         Item::Pcre(p) => {
             let from = if p.relative { prev.min(buf.len()) } else { 0 };
             let hay = buf.get(from..).unwrap_or(&[]);
-            match p.re.find(hay) {
+            let Some(re) = p.re.get() else {
+                return false;
+            };
+            match re.find(hay) {
                 Some(m) if !p.negated => run(buf, rest, from + m.end(), steps),
                 Some(_) => false,
                 None if p.negated => run(buf, rest, prev, steps),
@@ -391,7 +395,7 @@ fn ends_with_in(buf: &[u8], c: &Content, start: usize, end: usize) -> bool {
     if c.nocase {
         tail.eq_ignore_ascii_case(p)
     } else {
-        tail == p.as_slice()
+        tail == &p[..]
     }
 }
 
@@ -477,8 +481,11 @@ mod tests {
             format: NumFormat::Big,
             bitmask: None,
         };
-        assert!(inspect(&[0x01, 0x01], &[Item::ByteTest(bt.clone())]));
-        assert!(!inspect(&[0x00, 0xff], &[Item::ByteTest(bt)]));
+        assert!(inspect(
+            &[0x01, 0x01],
+            &[Item::ByteTest(Box::new(bt.clone()))]
+        ));
+        assert!(!inspect(&[0x00, 0xff], &[Item::ByteTest(Box::new(bt))]));
         let bj = ByteJump {
             nbytes: 1,
             offset: 0,
@@ -494,7 +501,7 @@ mod tests {
         let mut x = content("X");
         x.distance = Some(0);
         x.within = Some(1);
-        let items = vec![Item::ByteJump(bj), Item::Content(x)];
+        let items = vec![Item::ByteJump(Box::new(bj)), Item::Content(x)];
         assert!(inspect(b"\x02abX", &items));
         assert!(!inspect(b"\x01abX", &items));
         let end = Item::IsDataAt {

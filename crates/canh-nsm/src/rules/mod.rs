@@ -17,12 +17,14 @@ pub mod parse;
 pub mod pcre;
 
 pub use buffers::{AppProto, HttpRaw};
-pub use compile::{Rule, RuleProblem};
+pub use compile::{Action, Rule, RuleProblem};
 pub use engine::{Alert, DetectState, Engine, FlowDetect};
 pub use header::Vars;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Errors of rule loading.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +43,8 @@ pub enum RulesError {
 /// Result of checking one rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleCheck {
-    /// File name (as given).
-    pub file: String,
+    /// File name (as given), shared by the checks of one file.
+    pub file: Arc<str>,
     /// Line number (1-based, first line of the rule).
     pub line: usize,
     /// `sid`, if it could be read.
@@ -138,35 +140,78 @@ impl RuleSet {
 
 /// Splits rule text into (line number, rule) for enabled rules, joining `\` continuations.
 pub fn rule_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut start = 0;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if cur.is_empty() {
-            if t.is_empty() || t.starts_with('#') {
+    RuleLines::new(text)
+        .map(|(n, r)| (n, r.into_owned()))
+        .collect()
+}
+
+/// The enabled rules of a text one by one, as [`rule_lines`] lists them; a rule on one line
+/// is borrowed from the text.
+struct RuleLines<'a> {
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+}
+
+impl<'a> RuleLines<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            lines: text.lines().enumerate(),
+        }
+    }
+}
+
+impl<'a> Iterator for RuleLines<'a> {
+    type Item = (usize, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut cur = String::new();
+        let mut start = 0;
+        for (i, line) in self.lines.by_ref() {
+            let t = line.trim();
+            if cur.is_empty() {
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                start = i + 1;
+            }
+            if let Some(body) = t.strip_suffix('\\') {
+                cur.push_str(body);
                 continue;
             }
-            start = i + 1;
+            if cur.is_empty() {
+                return Some((start, Cow::Borrowed(t)));
+            }
+            cur.push_str(t);
+            return Some((start, Cow::Owned(cur)));
         }
-        if let Some(body) = t.strip_suffix('\\') {
-            cur.push_str(body);
-            continue;
-        }
-        cur.push_str(t);
-        out.push((start, std::mem::take(&mut cur)));
+        (!cur.is_empty()).then_some((start, Cow::Owned(cur)))
     }
-    if !cur.is_empty() {
-        out.push((start, cur));
-    }
-    out
 }
 
 /// Checks and compiles every enabled rule of `text`.
 pub fn compile_text(text: &str, file: &str, vars: &Vars) -> (Vec<Rule>, Vec<RuleCheck>) {
     let mut rules = Vec::new();
     let mut checks = Vec::new();
-    for (line, r) in rule_lines(text) {
+    compile_into(
+        text,
+        &Arc::from(file),
+        vars,
+        &mut compile::Shared::default(),
+        &mut rules,
+        &mut checks,
+    );
+    (rules, checks)
+}
+
+/// Checks and compiles every enabled rule of `text`, appending to `rules` and `checks`.
+fn compile_into(
+    text: &str,
+    file: &Arc<str>,
+    vars: &Vars,
+    shared: &mut compile::Shared,
+    rules: &mut Vec<Rule>,
+    checks: &mut Vec<RuleCheck>,
+) {
+    for (line, r) in RuleLines::new(text) {
         let (sid, problem) = match parse::tokenize(&r) {
             Err(e) => (None, Some(RuleProblem::Invalid(e))),
             Ok(raw) => {
@@ -176,7 +221,7 @@ pub fn compile_text(text: &str, file: &str, vars: &Vars) -> (Vec<Rule>, Vec<Rule
                     .find(|(n, _)| n == "sid")
                     .and_then(|(_, v)| v.as_deref())
                     .and_then(|v| v.trim().parse().ok());
-                match compile::compile(&raw, vars) {
+                match compile::compile_shared(&raw, vars, shared) {
                     Ok(rule) => {
                         rules.push(rule);
                         (sid, None)
@@ -186,29 +231,40 @@ pub fn compile_text(text: &str, file: &str, vars: &Vars) -> (Vec<Rule>, Vec<Rule
             }
         };
         checks.push(RuleCheck {
-            file: file.to_string(),
+            file: file.clone(),
             line,
             sid,
             problem,
         });
     }
-    (rules, checks)
+}
+
+fn read_rules(path: &Path) -> Result<String, RulesError> {
+    std::fs::read_to_string(path).map_err(|source| RulesError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Loads rule files into a [`RuleSet`]. A `classification.config` next to the first file is
 /// used for categories when present.
+///
+/// Rules are compiled one by one straight from the file text; address and port groups,
+/// words and `pcre` programs that several rules spell alike are compiled once and shared.
 pub fn load_files(paths: &[&Path], vars: &Vars) -> Result<(RuleSet, Vec<RuleCheck>), RulesError> {
-    let mut all = Vec::new();
-    let mut checks = Vec::new();
+    // Count first, so that the lists are allocated once at their final size.
+    let mut count = 0;
+    for path in paths {
+        count += RuleLines::new(&read_rules(path)?).count();
+    }
+    let mut all = Vec::with_capacity(count);
+    let mut checks = Vec::with_capacity(count);
     let mut classes = Classes::default();
+    let mut shared = compile::Shared::default();
     for (n, path) in paths.iter().enumerate() {
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let (rules, c) = compile_text(&text, &path.display().to_string(), vars);
-        all.extend(rules);
-        checks.extend(c);
+        let text = read_rules(path)?;
+        let file: Arc<str> = Arc::from(path.display().to_string());
+        compile_into(&text, &file, vars, &mut shared, &mut all, &mut checks);
         if n == 0
             && let Some(dir) = path.parent()
             && let Ok(t) = std::fs::read_to_string(dir.join("classification.config"))
@@ -216,6 +272,9 @@ pub fn load_files(paths: &[&Path], vars: &Vars) -> Result<(RuleSet, Vec<RuleChec
             classes = Classes::parse(&t);
         }
     }
+    drop(shared);
+    // Unsupported rules leave room at the end of the list.
+    all.shrink_to_fit();
     tracing::info!(
         rules = all.len(),
         skipped = checks.len() - all.len(),
@@ -233,6 +292,123 @@ pub fn load_files(paths: &[&Path], vars: &Vars) -> Result<(RuleSet, Vec<RuleChec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// [`rule_lines`] as it was written before rules were read one by one.
+    fn rule_lines_reference(text: &str) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut start = 0;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if cur.is_empty() {
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                start = i + 1;
+            }
+            if let Some(body) = t.strip_suffix('\\') {
+                cur.push_str(body);
+                continue;
+            }
+            cur.push_str(t);
+            out.push((start, std::mem::take(&mut cur)));
+        }
+        if !cur.is_empty() {
+            out.push((start, cur));
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn rule_lines_one_by_one_match_the_whole_text_split(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    Just(String::new()),
+                    Just("   ".to_string()),
+                    Just("# comment".to_string()),
+                    Just("\\".to_string()),
+                    Just(" alert tcp any any -> any any \\".to_string()),
+                    Just("(sid:1;)".to_string()),
+                    Just("  #x \\".to_string()),
+                    "[a-z #\\\\ ]{0,12}",
+                ],
+                0..24,
+            ),
+            crlf in any::<bool>(),
+        ) {
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            let got: Vec<(usize, String)> = RuleLines::new(&text)
+                .map(|(n, r)| (n, r.into_owned()))
+                .collect();
+            prop_assert_eq!(got, rule_lines_reference(&text));
+        }
+    }
+
+    #[test]
+    fn load_files_shares_groups_and_expressions_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.rules");
+        let b = dir.path().join("b.rules");
+        std::fs::write(
+            &a,
+            concat!(
+                "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"a\"; ",
+                "http.uri; content:\"/x\"; pcre:\"/x[0-9]+/U\"; classtype:bad-unknown; ",
+                "metadata:created_at 2024_01_01, signature_severity Major; sid:1;)\n",
+                "alert tcp any any -> any any (msg:\"broken\"; content:\"x\";)\n",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            concat!(
+                "# disabled\n",
+                "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"b\"; ",
+                "http.uri; content:\"/y\"; pcre:\"/x[0-9]+/U\"; classtype:bad-unknown; ",
+                "metadata:signature_severity Major; sid:2;)\n",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("classification.config"),
+            "config classification: bad-unknown,Potentially Bad Traffic,2\n",
+        )
+        .unwrap();
+        let (set, checks) = load_files(&[&a, &b], &Vars::default()).unwrap();
+        assert_eq!(set.engine.len(), 2);
+        assert_eq!(checks.len(), 3);
+        assert_eq!(&*checks[0].file, a.display().to_string());
+        assert!(matches!(checks[1].problem, Some(RuleProblem::Invalid(_))));
+        assert_eq!(
+            (&*checks[2].file, checks[2].line),
+            (&*b.display().to_string(), 2)
+        );
+        let [r1, r2] = [&set.engine.rules[0], &set.engine.rules[1]];
+        assert_eq!((r1.sid, r2.sid), (1, 2));
+        assert!(Arc::ptr_eq(&r1.src, &r2.src) && Arc::ptr_eq(&r1.dst, &r2.dst));
+        assert!(Arc::ptr_eq(&r1.sport, &r1.dport));
+        let (Some(c1), Some(c2)) = (&r1.classtype, &r2.classtype) else {
+            panic!("classtype lost");
+        };
+        assert!(Arc::ptr_eq(c1, c2));
+        let pcre = |r: &Rule| match r.groups[0].items.last() {
+            Some(matcher::Item::Pcre(p)) => p.re.clone(),
+            other => panic!("expected a pcre, found {other:?}"),
+        };
+        assert!(Arc::ptr_eq(&pcre(r1), &pcre(r2)));
+        assert_eq!(set.category(r2), ("Potentially Bad Traffic".to_string(), 2));
+        assert_eq!(
+            r2.metadata.iter().collect::<Vec<_>>(),
+            vec![("signature_severity", "Major")]
+        );
+        let missing = dir.path().join("missing.rules");
+        assert!(matches!(
+            load_files(&[&a, &missing], &Vars::default()),
+            Err(RulesError::Io { .. })
+        ));
+    }
 
     #[test]
     fn lines_skip_comments_and_join_continuations() {

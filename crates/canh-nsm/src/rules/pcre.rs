@@ -4,6 +4,8 @@ use super::buffers::Buf;
 use super::compile::RuleProblem;
 use super::matcher::Pcre;
 use super::parse::unquote;
+use regex::bytes::{Regex, RegexBuilder};
+use std::sync::OnceLock;
 
 /// Compiled program size allowed per expression.
 const SIZE_LIMIT: usize = 4 << 20;
@@ -61,28 +63,17 @@ pub fn compile(value: &str) -> Result<(Pcre, Option<Buf>), RuleProblem> {
     } else {
         translated
     };
-    let mut b = regex::bytes::RegexBuilder::new(&source);
-    b.unicode(false).size_limit(SIZE_LIMIT);
+    let mut options = RegexOptions::default();
     for f in flags.chars() {
         match f {
-            'i' => {
-                b.case_insensitive(true);
-            }
-            's' => {
-                b.dot_matches_new_line(true);
-            }
-            'm' => {
-                b.multi_line(true);
-            }
-            'x' => {
-                b.ignore_whitespace(true);
-            }
+            'i' => options.case_insensitive = true,
+            's' => options.dot_matches_new_line = true,
+            'm' => options.multi_line = true,
+            'x' => options.ignore_whitespace = true,
             'R' => relative = true,
             // Anchoring at the buffer end, greediness and match-limit tuning.
             'E' | 'O' | 'B' => {}
-            'G' => {
-                b.swap_greed(true);
-            }
+            'G' => options.swap_greed = true,
             'A' => {}
             other => {
                 // Buffer flags (/U /H /P ...) predate sticky buffers.
@@ -92,18 +83,92 @@ pub fn compile(value: &str) -> Result<(Pcre, Option<Buf>), RuleProblem> {
             }
         }
     }
-    let re = b.build().map_err(|e| match e {
-        regex::Error::CompiledTooBig(_) => RuleProblem::Unsupported("pcre too large".into()),
-        _ => RuleProblem::Unsupported("pcre syntax not supported by the regex engine".into()),
-    })?;
+    let re = LazyRegex::new(source.into_boxed_str(), options)?;
     Ok((
         Pcre {
-            re,
+            re: std::sync::Arc::new(re),
             relative,
             negated,
         },
         buf,
     ))
+}
+
+/// Options of a `pcre` that change what its regex matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RegexOptions {
+    case_insensitive: bool,
+    dot_matches_new_line: bool,
+    multi_line: bool,
+    ignore_whitespace: bool,
+    swap_greed: bool,
+}
+
+/// A `pcre` program, checked when its rule is loaded and compiled again on first use.
+///
+/// A compiled expression takes kilobytes (forward and reverse automata, literal
+/// prefilters), and most of a large rule set's expressions are never reached: a rule gets to
+/// its `pcre` only after its fast pattern and the contents before it matched. Loading
+/// compiles each expression once, with the same options, so that a rule is accepted or
+/// refused exactly as before, and keeps only its source.
+#[derive(Debug)]
+pub struct LazyRegex {
+    source: Box<str>,
+    options: RegexOptions,
+    /// `None` only if a second compilation failed where the first succeeded.
+    re: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// Checks that `source` compiles with `options`.
+    fn new(source: Box<str>, options: RegexOptions) -> Result<Self, RuleProblem> {
+        let lazy = Self {
+            source,
+            options,
+            re: OnceLock::new(),
+        };
+        lazy.build().map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => RuleProblem::Unsupported("pcre too large".into()),
+            _ => RuleProblem::Unsupported("pcre syntax not supported by the regex engine".into()),
+        })?;
+        Ok(lazy)
+    }
+
+    fn build(&self) -> Result<Regex, regex::Error> {
+        let o = self.options;
+        RegexBuilder::new(&self.source)
+            .unicode(false)
+            .size_limit(SIZE_LIMIT)
+            .case_insensitive(o.case_insensitive)
+            .dot_matches_new_line(o.dot_matches_new_line)
+            .multi_line(o.multi_line)
+            .ignore_whitespace(o.ignore_whitespace)
+            .swap_greed(o.swap_greed)
+            .build()
+    }
+
+    /// The compiled regex (compiled on the first call).
+    pub fn get(&self) -> Option<&Regex> {
+        self.re
+            .get_or_init(|| match self.build() {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    tracing::warn!(pcre = %self.source, error = %e, "pcre no longer compiles");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The expression as given to the regex engine.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the expression matches somewhere in `hay`.
+    pub fn is_match(&self, hay: &[u8]) -> bool {
+        self.get().is_some_and(|re| re.is_match(hay))
+    }
 }
 
 /// The buffer a legacy pcre flag selects.
@@ -230,6 +295,20 @@ mod tests {
             RuleProblem::Unsupported("pcre flag /X".into())
         );
         assert!(matches!(e(r#""nope""#), RuleProblem::Invalid(_)));
+    }
+
+    #[test]
+    fn expressions_compile_on_first_use_and_too_large_ones_are_refused_at_load() {
+        let (p, _) = compile(r#""/^(?:ab|cd)[0-9]{2}/s""#).unwrap();
+        assert!(p.re.re.get().is_none(), "compiled at load");
+        assert_eq!(p.re.as_str(), "^(?:ab|cd)[0-9]{2}");
+        assert!(p.re.is_match(b"cd42"));
+        assert!(p.re.re.get().is_some());
+        assert!(!p.re.is_match(b"xcd42"));
+        let e = compile(r#""/(?:[a-z]{100}){1000}/""#).unwrap_err();
+        assert_eq!(e, RuleProblem::Unsupported("pcre too large".into()));
+        let e = compile(r#""/a[/""#).unwrap_err();
+        assert!(matches!(e, RuleProblem::Unsupported(_)));
     }
 
     #[test]

@@ -156,6 +156,9 @@ struct DhcpState {
 }
 
 impl ProtocolState for DhcpState {
+    fn heap_bytes(&self) -> usize {
+        0 // counters only
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         match parser::parse(data) {
             Ok(m) => {

@@ -129,6 +129,9 @@ impl DnsState {
 }
 
 impl ProtocolState for DnsState {
+    fn heap_bytes(&self) -> usize {
+        0 // counters only
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         if !self.tcp {
             return match parse_message(data) {

@@ -5,6 +5,7 @@
 
 pub mod parser;
 
+use crate::proto::heap::HeapSize;
 use crate::proto::smtp::parser::{next_line, parse_reply_line};
 use crate::proto::{
     AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
@@ -115,6 +116,15 @@ impl Tx {
         o.insert("command_truncated".into(), json!(self.command_truncated));
         o.insert("reply_truncated".into(), json!(self.reply_truncated));
         o
+    }
+}
+
+impl HeapSize for Tx {
+    fn heap_size(&self) -> usize {
+        self.command.heap_size()
+            + self.data.heap_size()
+            + self.replies.heap_size()
+            + self.codes.heap_size()
     }
 }
 
@@ -276,6 +286,9 @@ impl FtpState {
 }
 
 impl ProtocolState for FtpState {
+    fn heap_bytes(&self) -> usize {
+        self.pending.heap_size()
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         match dir {
             Direction::ToServer => self.parse_client(data),

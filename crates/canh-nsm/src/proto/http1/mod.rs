@@ -2,6 +2,7 @@
 
 pub mod parser;
 
+use crate::proto::heap::HeapSize;
 use crate::proto::{
     AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
 };
@@ -56,6 +57,14 @@ struct Tx {
     response_body: u64,
     request_data: Vec<u8>,
     response_data: Vec<u8>,
+    /// Heap bytes of the two heads, measured once when each is set (heads do not change).
+    heads_heap: usize,
+}
+
+impl HeapSize for Tx {
+    fn heap_size(&self) -> usize {
+        self.heads_heap + self.request_data.heap_size() + self.response_data.heap_size()
+    }
 }
 
 /// Body bytes kept per direction for signature inspection.
@@ -184,6 +193,7 @@ impl Http1State {
                         .as_deref()
                         .is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
                     self.txs.push_back(Tx {
+                        heads_heap: head.heap_size(),
                         request: Some(head),
                         ..Tx::default()
                     });
@@ -265,6 +275,7 @@ impl Http1State {
                         }
                     };
                     if let Some(tx) = self.txs.front_mut() {
+                        tx.heads_heap += head.heap_size();
                         tx.response = Some(head);
                     }
                     if self.resp_body == Body::None {
@@ -291,6 +302,9 @@ impl Http1State {
 }
 
 impl ProtocolState for Http1State {
+    fn heap_bytes(&self) -> usize {
+        self.txs.heap_size()
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         match dir {
             Direction::ToServer => self.parse_requests(data),
@@ -407,6 +421,27 @@ fn split_host_port(host: &str) -> (&str, Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_transactions_are_counted_until_logged() {
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        assert_eq!(s.heap_bytes(), 0);
+        let req = b"POST /upload HTTP/1.1\r\nHost: example.org\r\nContent-Length: 5000\r\n\r\n";
+        s.parse(Direction::ToServer, req, &mut out);
+        let head = s.heap_bytes();
+        assert!(head > 40, "{head}");
+        s.parse(Direction::ToServer, &[b'x'; 5000], &mut out);
+        assert!(s.heap_bytes() >= head + 5000, "{}", s.heap_bytes());
+        s.parse(
+            Direction::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        // Logged: the transaction is gone, only the emptied queue's room is left.
+        assert!(s.heap_bytes() < head, "{}", s.heap_bytes());
+    }
 
     #[test]
     fn pipelined_requests_pair_with_responses() {

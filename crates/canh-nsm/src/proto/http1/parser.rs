@@ -1,6 +1,8 @@
 //! Pure HTTP/1.x message framing: heads (via `httparse`) and body lengths (content-length,
 //! chunked, until close).
 
+use crate::proto::heap::HeapSize;
+
 /// Largest request or response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
@@ -24,6 +26,17 @@ pub struct Head {
     pub headers: Vec<(String, String)>,
     /// Bytes the head takes, blank line included.
     pub len: usize,
+}
+
+impl HeapSize for Head {
+    fn heap_size(&self) -> usize {
+        self.method.heap_size()
+            + self.uri.heap_size()
+            + self.reason.heap_size()
+            + self.status_text.heap_size()
+            + self.protocol.heap_size()
+            + self.headers.heap_size()
+    }
 }
 
 impl Head {

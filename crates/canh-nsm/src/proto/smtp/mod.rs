@@ -7,6 +7,7 @@
 
 pub mod parser;
 
+use crate::proto::heap::HeapSize;
 use crate::proto::{
     AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
 };
@@ -133,6 +134,15 @@ struct Message {
     done: bool,
 }
 
+impl HeapSize for Message {
+    fn heap_size(&self) -> usize {
+        self.headers.heap_size()
+            + self.boundaries.heap_size()
+            + self.part.heap_size()
+            + self.attachments.heap_size()
+    }
+}
+
 impl Message {
     fn add_boundary(&mut self, content_type: Option<&str>) {
         if let Some(b) = content_type.and_then(|ct| header_param(ct, "boundary"))
@@ -244,6 +254,12 @@ struct Tx {
     msg: Option<Message>,
 }
 
+impl HeapSize for Tx {
+    fn heap_size(&self) -> usize {
+        self.mail_from.heap_size() + self.rcpt_to.heap_size() + self.msg.heap_size()
+    }
+}
+
 /// What a reply answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
@@ -254,6 +270,15 @@ enum Pending {
     DataEnd,
     StartTls,
     Other,
+}
+
+impl HeapSize for Pending {
+    fn heap_size(&self) -> usize {
+        match self {
+            Self::Helo(name) => name.heap_size(),
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -574,6 +599,13 @@ impl SmtpState {
 }
 
 impl ProtocolState for SmtpState {
+    fn heap_bytes(&self) -> usize {
+        self.helo.heap_size()
+            + self.cur.heap_size()
+            + self.ended.heap_size()
+            + self.pending.heap_size()
+            + self.bdat_line.heap_size()
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         match dir {
             Direction::ToServer => self.parse_client(data, out),

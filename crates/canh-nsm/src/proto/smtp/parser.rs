@@ -1,5 +1,7 @@
 //! Pure SMTP parsing (RFC 5321 commands and replies, RFC 5322 / MIME headers of a message).
 
+use crate::proto::heap::HeapSize;
+
 /// One reply line: `code`, whether more lines follow (`250-`), and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyLine<'a> {
@@ -165,6 +167,12 @@ pub struct HeaderReader {
 const MAX_HEADERS: usize = 256;
 /// Longest header value kept.
 const MAX_VALUE: usize = 8192;
+
+impl HeapSize for HeaderReader {
+    fn heap_size(&self) -> usize {
+        self.headers.heap_size() + self.pending.heap_size()
+    }
+}
 
 impl HeaderReader {
     /// Feeds one line (without line ending). Returns true when the block ended (empty line).

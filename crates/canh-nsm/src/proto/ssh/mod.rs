@@ -2,6 +2,7 @@
 
 pub mod parser;
 
+use crate::proto::heap::HeapSize;
 use crate::proto::{
     AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
 };
@@ -86,6 +87,12 @@ impl SshState {
 }
 
 impl ProtocolState for SshState {
+    fn heap_bytes(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| s.banner.heap_size() + s.hassh.heap_size())
+            .sum()
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         let side = &mut self.sides[dir.index()];
         if side.done {

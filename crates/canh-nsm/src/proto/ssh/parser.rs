@@ -1,5 +1,6 @@
 //! Pure SSH parsing: identification banner (RFC 4253 §4.2) and KEXINIT for HASSH.
 
+use crate::proto::heap::HeapSize;
 use md5::{Digest, Md5};
 
 /// Errors in an SSH banner.
@@ -17,6 +18,12 @@ pub struct Banner {
     pub proto_version: String,
     /// Software version (`OpenSSH_8.9p1`).
     pub software_version: String,
+}
+
+impl HeapSize for Banner {
+    fn heap_size(&self) -> usize {
+        self.proto_version.heap_size() + self.software_version.heap_size()
+    }
 }
 
 /// Parses the banner line; `Ok(None)` if the line is not complete yet.

@@ -3,6 +3,7 @@
 
 pub mod parser;
 
+use crate::proto::heap::HeapSize;
 use crate::proto::{
     AppEvent, Direction, ParseResult, Probe, ProtocolParser, ProtocolState, Transport,
 };
@@ -241,6 +242,14 @@ impl TlsState {
 }
 
 impl ProtocolState for TlsState {
+    fn heap_bytes(&self) -> usize {
+        self.hs_buf.iter().map(HeapSize::heap_size).sum::<usize>()
+            + self.client.heap_size()
+            + self.server_hello.heap_size()
+            + self.ja3s.heap_size()
+            + self.server_alpns.heap_size()
+            + self.cert.heap_size()
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         let i = dir.index();
         if self.stopped[i] {

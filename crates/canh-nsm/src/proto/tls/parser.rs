@@ -1,5 +1,6 @@
 //! Pure TLS helpers: extension lists, fingerprints (JA3, JA3S, JA4), certificate fields.
 
+use crate::proto::heap::HeapSize;
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
@@ -73,6 +74,38 @@ pub struct ClientHello {
     pub session_id: Vec<u8>,
     /// Sent in the SSLv2 record format (no extensions, no JA3).
     pub sslv2: bool,
+}
+
+impl HeapSize for ClientHello {
+    fn heap_size(&self) -> usize {
+        self.ciphers.heap_size()
+            + self.exts.heap_size()
+            + self.groups.heap_size()
+            + self.point_formats.heap_size()
+            + self.sig_algs.heap_size()
+            + self.versions.heap_size()
+            + self.sni.heap_size()
+            + self.alpns.heap_size()
+            + self.session_id.heap_size()
+    }
+}
+
+impl HeapSize for CertInfo {
+    fn heap_size(&self) -> usize {
+        self.subject.heap_size()
+            + self.issuer.heap_size()
+            + self.serial.heap_size()
+            + self.fingerprint.heap_size()
+            + self.not_before.heap_size()
+            + self.not_after.heap_size()
+            + self.alt_names.heap_size()
+    }
+}
+
+impl HeapSize for ServerHello {
+    fn heap_size(&self) -> usize {
+        self.session_id.heap_size() + self.exts.heap_size() + self.raw_exts.heap_size()
+    }
 }
 
 fn alpn_list(data: &[u8]) -> Vec<String> {
