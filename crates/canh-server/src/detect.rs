@@ -334,6 +334,15 @@ fn base_alert(
     a
 }
 
+/// Copies the named fields of `ev` that are set onto the alert `a`.
+fn copy_fields(a: &mut Event, ev: &Event, names: &[&str]) {
+    for f in names {
+        if let Some(v) = ev.get(f) {
+            a.set(f, v.clone());
+        }
+    }
+}
+
 fn indicator_alert(i: &IndicatorMatch, ev: &Event) -> Event {
     let title = format!("Indicator match: {} ({})", i.set, i.field);
     let mut a = base_alert(ev.timestamp, None, &title, Some("high"), Severity::High);
@@ -345,15 +354,15 @@ fn indicator_alert(i: &IndicatorMatch, ev: &Event) -> Event {
     );
     a.set("threat.feed.name", i.set.clone());
     a.set("threat.indicator.matched.field", i.field.clone());
-    for f in [
-        fields::HOST_NAME,
-        fields::ORGANIZATION_ID,
-        fields::USER_NAME,
-    ] {
-        if let Some(v) = ev.fields.get(f) {
-            a.set(f, v.clone());
-        }
-    }
+    copy_fields(
+        &mut a,
+        ev,
+        &[
+            fields::HOST_NAME,
+            fields::ORGANIZATION_ID,
+            fields::USER_NAME,
+        ],
+    );
     if let Ok(v) = serde_json::to_value(ev) {
         a.set("canh.alert.event", v);
     }
@@ -380,21 +389,21 @@ fn yara_alert(ev: &Event) -> Event {
         Severity::High,
     );
     a.set("rule.ruleset", "yara");
-    for f in [
-        fields::HOST_NAME,
-        fields::ORGANIZATION_ID,
-        fields::USER_NAME,
-        "agent.id",
-        "file.path",
-        "file.hash.sha256",
-        "process.pid",
-        "process.executable",
-        "tags",
-    ] {
-        if let Some(v) = ev.get(f) {
-            a.set(f, v.clone());
-        }
-    }
+    copy_fields(
+        &mut a,
+        ev,
+        &[
+            fields::HOST_NAME,
+            fields::ORGANIZATION_ID,
+            fields::USER_NAME,
+            "agent.id",
+            "file.path",
+            "file.hash.sha256",
+            "process.pid",
+            "process.executable",
+            "tags",
+        ],
+    );
     a.set(
         "message",
         ev.get_str(fields::MESSAGE)
@@ -424,17 +433,17 @@ fn match_alert(m: &Match, ev: &Event) -> Event {
     if !m.tags.is_empty() {
         a.set("tags", m.tags.clone());
     }
-    for f in [
-        fields::HOST_NAME,
-        fields::ORGANIZATION_ID,
-        fields::USER_NAME,
-        fields::SOURCE_IP,
-        fields::DESTINATION_IP,
-    ] {
-        if let Some(v) = ev.get(f) {
-            a.set(f, v.clone());
-        }
-    }
+    copy_fields(
+        &mut a,
+        ev,
+        &[
+            fields::HOST_NAME,
+            fields::ORGANIZATION_ID,
+            fields::USER_NAME,
+            fields::SOURCE_IP,
+            fields::DESTINATION_IP,
+        ],
+    );
     a.set(
         "message",
         format!(

@@ -529,6 +529,18 @@ mod tests {
     }
 
     /// The connector's exec message for the process that is already gone.
+    /// The fork message of the process `GONE`, child of `parent`.
+    fn fork_gone(t: &mut Tracker, pending: &mut Vec<Event>, parent: u32) {
+        t.handle(
+            ProcEvent::Fork {
+                parent_tgid: parent,
+                child_pid: GONE,
+                child_tgid: GONE,
+            },
+            pending,
+        );
+    }
+
     fn exec_gone(t: &mut Tracker, pending: &mut Vec<Event>) {
         t.handle(
             ProcEvent::Exec {
@@ -547,14 +559,7 @@ mod tests {
         exec_gone(&mut t, &mut pending);
         assert_eq!(pending.len(), 1);
         assert!(pending[0].get("process.parent.pid").is_none());
-        t.handle(
-            ProcEvent::Fork {
-                parent_tgid: me,
-                child_pid: GONE,
-                child_tgid: GONE,
-            },
-            &mut pending,
-        );
+        fork_gone(&mut t, &mut pending, me);
         let ev = &pending[0];
         assert_eq!(number(ev, "process.parent.pid"), Some(u64::from(me)));
         assert!(ev.get_str("process.parent.executable").is_some());
@@ -577,14 +582,7 @@ mod tests {
         let mut t = Tracker::new("h".into(), PathBuf::from("/proc"));
         let mut pending = Vec::new();
         let me = std::process::id();
-        t.handle(
-            ProcEvent::Fork {
-                parent_tgid: me,
-                child_pid: GONE,
-                child_tgid: GONE,
-            },
-            &mut pending,
-        );
+        fork_gone(&mut t, &mut pending, me);
         assert!(pending.is_empty(), "forks are not events");
         exec_gone(&mut t, &mut pending);
         assert_eq!(

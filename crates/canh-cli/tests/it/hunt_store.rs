@@ -26,6 +26,17 @@ fn canh(data: &Path) -> Command {
     c
 }
 
+/// `canh hunt FILE --rules DIR --format jsonl`, over the file (no data directory).
+fn hunt_file(file: &Path, rules: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_canh"));
+    c.arg("hunt")
+        .arg(file)
+        .arg("--rules")
+        .arg(rules)
+        .args(["--format", "jsonl"]);
+    c
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -94,14 +105,7 @@ fn hunt_over_the_store_finds_what_hunting_the_files_finds() {
     let data = dir.path().join("data");
     let range = ["--from", "2025-01-01", "--to", "2027-01-01"];
 
-    let from_files = hit_keys(&run_ok(
-        Command::new(env!("CARGO_BIN_EXE_canh"))
-            .arg("hunt")
-            .arg(&evtx)
-            .arg("--rules")
-            .arg(&rules)
-            .args(["--format", "jsonl"]),
-    ));
+    let from_files = hit_keys(&run_ok(&mut hunt_file(&evtx, &rules)));
     assert!(
         from_files.iter().any(|(id, _)| id == RULE_ID),
         "{from_files:?}"
@@ -210,14 +214,7 @@ fn correlation_rules_over_the_store_find_what_they_find_in_the_file() {
     let rules = datasets().join("sigma/correlation-examples/hayabusa-rules");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let from_file = correlation_titles(&run_ok(
-        Command::new(env!("CARGO_BIN_EXE_canh"))
-            .arg("hunt")
-            .arg(&evtx)
-            .arg("--rules")
-            .arg(&rules)
-            .args(["--format", "jsonl"]),
-    ));
+    let from_file = correlation_titles(&run_ok(&mut hunt_file(&evtx, &rules)));
     // The count computed independently of Canh (see canh-detect's correlation tests).
     assert_eq!(from_file.get("PW Guessing"), Some(&711), "{from_file:?}");
     run_ok(canh(&data).arg("ingest").arg(&evtx));

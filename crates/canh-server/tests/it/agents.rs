@@ -50,6 +50,17 @@ fn cfg() -> AgentsConfig {
     }
 }
 
+/// A node on `data` with plain HTTP on a free loopback port, no syslog, and the agent
+/// endpoints of [`cfg`].
+pub(super) async fn start_node(data: &Path) -> canh_server::Node {
+    let mut c = canh_server::Config::default();
+    c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.server.http_tls = false;
+    c.server.syslog = None;
+    c.agents = cfg();
+    canh_server::Node::start(c, data).await.unwrap()
+}
+
 /// Polls `cond` every 20 ms; fails the test after 120 s (a hang guard, not a speed check).
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..6000 {
@@ -478,12 +489,7 @@ async fn an_agent_enrolled_for_an_agency_speaks_for_it_and_is_seen_and_upgraded_
     use canh_soar::{Actor, NewAgency, Role};
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let mut c = canh_server::Config::default();
-    c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    c.server.http_tls = false;
-    c.server.syslog = None;
-    c.agents = cfg();
-    let node = canh_server::Node::start(c, dir.path()).await.unwrap();
+    let node = start_node(dir.path()).await;
     let soar = &node.soar.soar;
     let sys = Actor::system("test");
     let pw = "correct horse battery staple";
@@ -1014,12 +1020,7 @@ pub(super) async fn http(
 async fn vulnerability_api_needs_a_user_and_imports_a_zip() {
     use canh_soar::{Actor, NewAgency, Role};
     let dir = tempfile::tempdir().unwrap();
-    let mut c = canh_server::Config::default();
-    c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    c.server.http_tls = false;
-    c.server.syslog = None;
-    c.agents = cfg();
-    let node = canh_server::Node::start(c, dir.path()).await.unwrap();
+    let node = start_node(dir.path()).await;
     let soar = &node.soar.soar;
     let sys = Actor::system("test");
     let pw = "correct horse battery staple";

@@ -225,17 +225,7 @@ struct Server {
 impl Server {
     async fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut c = canh_server::Config::default();
-        c.server.http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        c.server.http_tls = false;
-        c.server.syslog = None;
-        c.agents = canh_server::agents::AgentsConfig {
-            enabled: true,
-            listen: "127.0.0.1:0".into(),
-            enrol_listen: "127.0.0.1:0".into(),
-            ..Default::default()
-        };
-        let node = canh_server::Node::start(c, data.path()).await.unwrap();
+        let node = super::agents::start_node(data.path()).await;
         let token = std::fs::read_to_string(canh_server::node::local_token_path(data.path()))
             .unwrap()
             .trim()
