@@ -143,13 +143,16 @@ impl ValueMatcher {
     /// Tests one text of a field (`orig` as stored, `lower` lower-cased).
     fn test_text(&self, orig: &str, lower: &str, ev: &PreparedEvent<'_>) -> bool {
         match self {
-            ValueMatcher::FieldRef { other, op, cased } => ev.field(other).is_some_and(|f| {
-                if *cased {
-                    f.orig.iter().any(|o| str_test(*op, orig, o))
-                } else {
-                    f.lower.iter().any(|o| str_test(*op, lower, o))
-                }
-            }),
+            ValueMatcher::FieldRef { other, op, cased } => ev
+                .field(other)
+                .or_else(|| user_data_fallback(ev, other))
+                .is_some_and(|f| {
+                    if *cased {
+                        f.orig.iter().any(|o| str_test(*op, orig, o))
+                    } else {
+                        f.lower.iter().any(|o| str_test(*op, lower, o))
+                    }
+                }),
             _ => self.test_plain(orig, lower),
         }
     }

@@ -218,6 +218,14 @@ fn fieldref_expand_and_time_modifiers() {
         &e,
         json!({"Image": "a.exe", "CommandLine": "run a.exe now"})
     ));
+    // The referenced field may sit in UserData, like any other insert.
+    let mut ev = sysmon1(json!({"ParentImage": "a.exe"}));
+    ev.set("winlog.user_data.CommandLine", "A.EXE");
+    let e = engine(&rule(
+        "  sel:\n    ParentImage|fieldref: CommandLine\n  condition: sel\n",
+    ));
+    assert_eq!(e.matches(&ev).len(), 1);
+    assert_eq!(e.matches_unfiltered(&ev), vec![0]);
     let mut opts = LoadOptions::default();
     opts.placeholders
         .insert("admins".into(), vec!["root".into(), "adm_*".into()]);
