@@ -75,6 +75,11 @@ pub(crate) struct SensorArgs {
     /// Turn off scan and flood detection.
     #[arg(long)]
     no_ddos: bool,
+    /// Keep matching content rules against the packets of TLS and SSH sessions after their
+    /// handshake (Suricata's `encryption-handling: full`). By default an encrypted session's
+    /// packets are checked by header rules and its handshake by `tls.*`/`ja3`/`ja4` rules only.
+    #[arg(long)]
+    inspect_encrypted: bool,
     /// Also ship every EVE record to the Canh server this state directory is enrolled with
     /// (`canh sensor enrol`), on the endpoint agent's no-loss path: records wait in
     /// DIR/spool until the server acknowledges them.
@@ -183,6 +188,7 @@ pub(crate) fn run(args: SensorArgs) -> anyhow::Result<i32> {
         midstream: args.midstream,
         flow_memcap: args.flow_memcap_mib.saturating_mul(1 << 20),
         stats_record: !args.no_stats,
+        inspect_encrypted: args.inspect_encrypted,
         ..SensorConfig::default()
     };
     let cfg = SensorConfig {

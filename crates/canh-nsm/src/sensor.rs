@@ -65,6 +65,10 @@ pub struct SensorConfig {
     /// Extra ports per application protocol (`app_proto` name, port) on which detection
     /// trusts the port as well as the content (Suricata's `detection-ports`).
     pub detection_ports: Vec<(String, u16)>,
+    /// Match content rules against the packets of TLS and SSH sessions after their handshake
+    /// (Suricata's `encryption-handling: full`). Off by default, as Suricata's `track-only`:
+    /// ciphertext holds nothing a content rule can find, and scanning it costs time.
+    pub inspect_encrypted: bool,
 }
 
 impl Default for SensorConfig {
@@ -86,6 +90,7 @@ impl Default for SensorConfig {
             http_response_headers: false,
             dns_log: crate::proto::dns::DnsLogConfig::default(),
             detection_ports: Vec::new(),
+            inspect_encrypted: false,
         }
     }
 }
@@ -584,6 +589,12 @@ impl<W: Write> Sensor<W> {
                 established: flow.state() != crate::flow::FlowState::New,
                 first_in_dir: flow.pkts[i] == 1,
                 payload,
+                inspect_payload: self.cfg.inspect_encrypted
+                    || !flow
+                        .app
+                        .state
+                        .as_ref()
+                        .is_some_and(|s| s.payload_encrypted()),
                 tcp_flags,
                 icmp,
                 app: flow.app.proto.and_then(|p| app_proto_of(p.app_proto())),

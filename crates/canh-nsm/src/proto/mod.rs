@@ -114,6 +114,12 @@ pub trait ProtocolState: Send {
     /// in the flow table's memory budget after every packet of the flow, so it must be cheap:
     /// a walk over what the state keeps, never over bytes already parsed.
     fn heap_bytes(&self) -> usize;
+    /// Whether the session is encrypted from here on (TLS application data after the
+    /// handshake, SSH after both sides' NEWKEYS). Content rules then no longer inspect the
+    /// flow's packets, as with Suricata's default `encryption-handling: track-only`.
+    fn payload_encrypted(&self) -> bool {
+        false
+    }
 }
 
 /// A protocol: how to detect it and how to start parsing it.

@@ -119,3 +119,44 @@ fn suricata_verify_alert_checks_pass_at_or_above_the_floor() {
         "{pass} passing alert checks, floor is {FLOOR}"
     );
 }
+
+/// A content rule written for bytes of a TLS session's ciphertext: Suricata's default
+/// (`track-only`) and Canh's do not look at the packets once application data flows;
+/// `inspect_encrypted` (Suricata's `full`) does.
+#[test]
+fn content_rules_skip_encrypted_tls_unless_asked() {
+    let pcap = Path::new(SV_DIR).join("ethernet-eve/test.pcap");
+    let bytes = std::fs::read(&pcap).expect("capture reads");
+    // The last TLS 1.2 application-data record with at least 64 bytes of ciphertext.
+    let at = bytes
+        .windows(5)
+        .rposition(|w| w[..3] == [0x17, 3, 3] && u16::from_be_bytes([w[3], w[4]]) >= 64)
+        .expect("the capture carries TLS application data");
+    let hex: Vec<String> = bytes[at + 13..at + 29]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = format!(
+        "alert tcp any any -> any any (msg:\"ciphertext\"; content:\"|{}|\"; sid:9000001; rev:1;)",
+        hex.join(" ")
+    );
+    let (rules, checks) = compile_text(&text, "t.rules", &Vars::default());
+    assert!(checks.iter().all(|c| c.problem.is_none()), "{checks:?}");
+    let set = Arc::new(RuleSet {
+        engine: Engine::new(rules),
+        ..RuleSet::default()
+    });
+    let hits = |inspect_encrypted: bool| {
+        let cfg = SensorConfig {
+            inspect_encrypted,
+            ddos: None,
+            ..SensorConfig::default()
+        };
+        run_with_rules(&pcap, cfg, set.clone())
+            .iter()
+            .filter(|r| r["alert"]["signature_id"] == 9000001)
+            .count()
+    };
+    assert_eq!(hits(false), 0);
+    assert!(hits(true) >= 1);
+}

@@ -145,6 +145,12 @@ fn config_for_output(test: &Yaml, dir: &Path, filename: &str) -> Option<SensorCo
                     // mode does not change output. DNS detection ports map to Canh's own.
                     "--set" => match words.next()? {
                         "stream.midstream=true" => cfg.midstream = true,
+                        "app-layer.protocols.tls.encryption-handling=full"
+                        | "app-layer.protocols.ssh.encryption-handling=full" => {
+                            cfg.inspect_encrypted = true;
+                        }
+                        "app-layer.protocols.tls.encryption-handling=track-only"
+                        | "app-layer.protocols.ssh.encryption-handling=track-only" => {}
                         "decoder.vxlan.enabled=true"
                         | "app-layer.protocols.tls.ja4-fingerprints=yes"
                         | "app-layer.protocols.ssh.hassh=yes"

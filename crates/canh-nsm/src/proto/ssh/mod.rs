@@ -38,7 +38,12 @@ impl ProtocolParser for SshProtocol {
 struct Side {
     banner: Option<Banner>,
     hassh: Option<(String, String)>,
+    /// The KEXINIT was read (or cannot be): the side is ready to log.
     done: bool,
+    /// The side sent NEWKEYS: its later packets are encrypted.
+    newkeys: bool,
+    /// No more packets are read on this side (NEWKEYS, a gap or garbage).
+    stopped: bool,
 }
 
 #[derive(Default)]
@@ -95,7 +100,7 @@ impl ProtocolState for SshState {
     }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         let side = &mut self.sides[dir.index()];
-        if side.done {
+        if side.stopped {
             return ParseResult::Consumed;
         }
         let mut at = 0;
@@ -114,8 +119,8 @@ impl ProtocolState for SshState {
                 Ok(None) | Err(_) => return ParseResult::Error,
             }
         }
-        // After the banner: binary packets; the first one is KEXINIT (cleartext).
-        while at < data.len() && !side.done {
+        // After the banner: binary packets, cleartext up to NEWKEYS; the first is KEXINIT.
+        while at < data.len() && !side.stopped {
             match parse_kexinit_packet(&data[at..], dir == Direction::ToClient) {
                 parser::Packet::Incomplete(needed) => {
                     return ParseResult::Incomplete {
@@ -128,9 +133,16 @@ impl ProtocolState for SshState {
                     side.done = true;
                     at += used;
                 }
+                parser::Packet::NewKeys(used) => {
+                    side.newkeys = true;
+                    side.stopped = true;
+                    side.done = true;
+                    at += used;
+                }
                 parser::Packet::Other(used) => at += used,
                 parser::Packet::Invalid => {
                     side.done = true;
+                    side.stopped = true;
                 }
             }
         }
@@ -139,11 +151,62 @@ impl ProtocolState for SshState {
     }
 
     fn gap(&mut self, dir: Direction, _len: u64) -> bool {
-        self.sides[dir.index()].done = true;
+        let side = &mut self.sides[dir.index()];
+        side.done = true;
+        side.stopped = true;
         true
+    }
+
+    fn payload_encrypted(&self) -> bool {
+        self.sides.iter().all(|s| s.newkeys)
     }
 
     fn close(&mut self, out: &mut Vec<AppEvent>) {
         self.maybe_log(out, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parser::tests::{kexinit, packet};
+    use super::*;
+
+    #[test]
+    fn session_is_encrypted_after_both_sides_send_newkeys() {
+        let mut st = SshState::default();
+        let mut out = Vec::new();
+        let mut client = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
+        client.extend(kexinit());
+        let mut server = b"SSH-2.0-OpenSSH_8.4\r\n".to_vec();
+        server.extend(kexinit());
+        assert_eq!(
+            st.parse(Direction::ToServer, &client, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(
+            st.parse(Direction::ToClient, &server, &mut out),
+            ParseResult::Consumed
+        );
+        assert_eq!(
+            out.len(),
+            1,
+            "the ssh record is written after both KEXINITs"
+        );
+        // Key exchange, then NEWKEYS from the client only: still cleartext on the server side.
+        let mut kex = packet(&[30, 0, 0, 0, 1, 7]);
+        kex.extend(packet(&[21]));
+        st.parse(Direction::ToServer, &kex, &mut out);
+        assert!(!st.payload_encrypted());
+        st.parse(Direction::ToClient, &packet(&[31, 0]), &mut out);
+        assert!(!st.payload_encrypted());
+        // The server's NEWKEYS, followed by ciphertext that is not read as packets.
+        let mut rest = packet(&[21]);
+        rest.extend_from_slice(&[0xff; 40]);
+        assert_eq!(
+            st.parse(Direction::ToClient, &rest, &mut out),
+            ParseResult::Consumed
+        );
+        assert!(st.payload_encrypted());
+        assert_eq!(out.len(), 1);
     }
 }

@@ -63,6 +63,8 @@ pub enum Packet {
         /// HASSH string and hash.
         hassh: (String, String),
     },
+    /// A NEWKEYS of the given size: what follows in this direction is encrypted.
+    NewKeys(usize),
     /// Another message of the given size.
     Other(usize),
     /// Not a plausible packet.
@@ -85,8 +87,10 @@ pub fn parse_kexinit_packet(data: &[u8], server: bool) -> Packet {
         return Packet::Incomplete(total - data.len());
     };
     let pad = usize::from(pkt[4]);
-    if pkt[5] != 20 {
-        return Packet::Other(total);
+    match pkt[5] {
+        20 => {}
+        21 => return Packet::NewKeys(total),
+        _ => return Packet::Other(total),
     }
     let payload_end = total.saturating_sub(pad).max(6);
     let payload = &pkt[6..payload_end];
@@ -122,7 +126,7 @@ pub fn parse_kexinit_packet(data: &[u8], server: bool) -> Packet {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -137,8 +141,19 @@ mod tests {
         assert_eq!(parse_banner(b"HTTP/1.1"), Err(SshError::NotSsh));
     }
 
-    #[test]
-    fn kexinit_gives_hassh() {
+    /// One binary packet around `payload` (message type first), with 4 bytes of padding.
+    pub(crate) fn packet(payload: &[u8]) -> Vec<u8> {
+        let pad = 4u8;
+        let plen = (payload.len() + 1 + usize::from(pad)) as u32;
+        let mut pkt = plen.to_be_bytes().to_vec();
+        pkt.push(pad);
+        pkt.extend_from_slice(payload);
+        pkt.extend_from_slice(&[0u8; 4]);
+        pkt
+    }
+
+    /// A KEXINIT packet offering one algorithm of each kind.
+    pub(crate) fn kexinit() -> Vec<u8> {
         let mut payload = vec![20u8];
         payload.extend_from_slice(&[0u8; 16]);
         let lists = [
@@ -149,17 +164,25 @@ mod tests {
             payload.extend_from_slice(l.as_bytes());
         }
         payload.extend_from_slice(&[0, 0, 0, 0, 0]);
-        let pad = 4u8;
-        let plen = (payload.len() + 1 + usize::from(pad)) as u32;
-        let mut pkt = plen.to_be_bytes().to_vec();
-        pkt.push(pad);
-        pkt.extend_from_slice(&payload);
-        pkt.extend_from_slice(&[0u8; 4]);
+        packet(&payload)
+    }
+
+    #[test]
+    fn kexinit_gives_hassh() {
+        let pkt = kexinit();
         let Packet::Kexinit { used, hassh } = parse_kexinit_packet(&pkt, false) else {
             panic!("not kexinit");
         };
         assert_eq!(used, pkt.len());
         assert_eq!(hassh.0, "kexA;aes;hmac;none");
         assert_eq!(hassh.1.len(), 32);
+        assert_eq!(
+            parse_kexinit_packet(&packet(&[21]), false),
+            Packet::NewKeys(10)
+        );
+        assert_eq!(
+            parse_kexinit_packet(&packet(&[30, 1]), false),
+            Packet::Other(11)
+        );
     }
 }

@@ -83,6 +83,8 @@ struct TlsState {
     chain_len: usize,
     logged: bool,
     stopped: [bool; 2],
+    /// Application data was seen after the handshake (not 0-RTT data before the ServerHello).
+    app_data: bool,
 }
 
 impl TlsState {
@@ -250,6 +252,9 @@ impl ProtocolState for TlsState {
             + self.server_alpns.heap_size()
             + self.cert.heap_size()
     }
+    fn payload_encrypted(&self) -> bool {
+        self.app_data
+    }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         let i = dir.index();
         if self.stopped[i] {
@@ -307,6 +312,11 @@ impl ProtocolState for TlsState {
                 }
                 23 => {
                     self.encrypted[i] = true;
+                    // Early data precedes the ServerHello; a session picked up midstream has
+                    // no handshake to wait for.
+                    if self.server_hello.is_some() || self.client.is_none() {
+                        self.app_data = true;
+                    }
                     if self.ready() {
                         self.log(out);
                     }
