@@ -10,6 +10,10 @@
 use crate::decode::tcp_flags;
 use crate::proto::heap::{HeapSize, alloc};
 use std::collections::HashMap;
+
+/// Addresses seen on the wire are attacker-chosen: a randomly seeded hasher (foldhash, much
+/// cheaper than SipHash on addresses).
+type AddrMap<V> = HashMap<IpAddr, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 /// Hosts per source whose ports are tracked for vertical scans.
@@ -231,7 +235,7 @@ struct DestState {
 #[derive(Debug, Clone, Default)]
 struct SourceState {
     hosts: Vec<IpAddr>,
-    ports: HashMap<IpAddr, Vec<u16>>,
+    ports: AddrMap<Vec<u16>>,
     reported_h: bool,
     reported_v: Vec<IpAddr>,
 }
@@ -308,8 +312,8 @@ pub struct PacketMeta {
 pub struct DdosDetector {
     cfg: DdosConfig,
     window_start: Option<i64>,
-    dests: HashMap<IpAddr, DestState>,
-    sources: HashMap<IpAddr, SourceState>,
+    dests: AddrMap<DestState>,
+    sources: AddrMap<SourceState>,
     /// Counters.
     pub stats: DdosStats,
 }
@@ -320,8 +324,8 @@ impl DdosDetector {
         Self {
             cfg,
             window_start: None,
-            dests: HashMap::new(),
-            sources: HashMap::new(),
+            dests: AddrMap::default(),
+            sources: AddrMap::default(),
             stats: DdosStats::default(),
         }
     }

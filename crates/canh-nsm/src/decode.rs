@@ -32,10 +32,29 @@ impl Timestamp {
 
     /// EVE form: `2009-11-24T21:27:09.534255+0000`.
     pub fn to_eve(&self) -> String {
-        match chrono::DateTime::from_timestamp(self.secs, self.usecs * 1000) {
-            Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string(),
-            None => "1970-01-01T00:00:00.000000+0000".to_string(),
-        }
+        use chrono::{Datelike, Timelike};
+        let Some(dt) = chrono::DateTime::from_timestamp(self.secs, self.usecs * 1000)
+            .filter(|d| (0..=9999).contains(&d.year()))
+        else {
+            return "1970-01-01T00:00:00.000000+0000".to_string();
+        };
+        // Written digit by digit: chrono's `format` parses its pattern on every call, and
+        // every EVE record carries one or more timestamps.
+        let mut b = *b"0000-00-00T00:00:00.000000+0000";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, dt.year().unsigned_abs());
+        put(5, 2, dt.month());
+        put(8, 2, dt.day());
+        put(11, 2, dt.hour());
+        put(14, 2, dt.minute());
+        put(17, 2, dt.second());
+        put(20, 6, self.usecs % 1_000_000);
+        b.iter().map(|&c| char::from(c)).collect()
     }
 }
 
@@ -807,5 +826,18 @@ mod tests {
             Timestamp::new(1_259_098_029, 534_255).to_eve(),
             "2009-11-24T21:27:09.534255+0000"
         );
+        assert_eq!(
+            Timestamp::new(-1, 0).to_eve(),
+            "1969-12-31T23:59:59.000000+0000"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn eve_timestamp_agrees_with_chrono(secs in -62_000_000_000i64..253_000_000_000, usecs in 0u32..1_000_000) {
+            let dt = chrono::DateTime::from_timestamp(secs, usecs * 1000).expect("in range");
+            let want = dt.format("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string();
+            proptest::prop_assert_eq!(Timestamp::new(secs, usecs).to_eve(), want);
+        }
     }
 }

@@ -271,7 +271,21 @@ impl<W: Write> Sensor<W> {
             .get("event_type")
             .and_then(Value::as_str)
             .unwrap_or("unknown");
-        *self.stats.events.entry(et.to_string()).or_default() += 1;
+        self.write_as(et, rec)
+    }
+
+    /// Writes one record of type `event_type`, serialised straight to the output.
+    fn write_as<T: serde::Serialize + ?Sized>(
+        &mut self,
+        event_type: &str,
+        rec: &T,
+    ) -> Result<(), NsmError> {
+        match self.stats.events.get_mut(event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.stats.events.insert(event_type.to_string(), 1);
+            }
+        }
         serde_json::to_writer(&mut self.out, rec).map_err(|e| NsmError::Output(e.into()))?;
         self.out.write_all(b"\n").map_err(NsmError::Output)
     }
@@ -789,8 +803,13 @@ impl<W: Write> Sensor<W> {
             self.stats.tcp_overlaps += s.stats.overlaps;
             self.stats.tcp_gaps += s.stats.gaps;
         }
-        let rec = eve::flow_record(&flow, reason);
-        self.write(&rec)
+        self.write_as(
+            "flow",
+            &eve::FlowRecord {
+                flow: &flow,
+                reason,
+            },
+        )
     }
 
     fn write_ddos(&mut self, now: i64) -> Result<(), NsmError> {
