@@ -725,6 +725,12 @@ impl<W: Write> Sensor<W> {
         if let Some(flow) = self.flows.get_mut(key) {
             flow.app_events += events.len() as u64;
             for ev in events.drain(..) {
+                if ev.event_type == "anomaly" {
+                    // A parser's own event (libhtp's, for HTTP): logged as it is, not matched.
+                    self.stats.app_anomalies += 1;
+                    recs.push(eve::app_record(at, flow, ev));
+                    continue;
+                }
                 if let Some(rules) = &self.rules {
                     let parts = DetectParts {
                         rules,

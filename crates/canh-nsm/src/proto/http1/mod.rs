@@ -126,7 +126,7 @@ impl Http1State {
         }
     }
 
-    fn parse_requests(&mut self, data: &[u8]) -> ParseResult {
+    fn parse_requests(&mut self, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         let mut at = 0;
         while at < data.len() {
             if self.connect_pending {
@@ -187,6 +187,10 @@ impl Http1State {
                     };
                     if self.txs.len() >= MAX_PENDING_TX {
                         return ParseResult::Error;
+                    }
+                    let tx_id = self.next_tx_id + self.txs.len() as u64;
+                    for _ in 0..repeated_names(&head.headers) {
+                        out.push(anomaly("REQUEST_HEADER_REPETITION", tx_id));
                     }
                     self.connect_pending = head
                         .method
@@ -274,6 +278,14 @@ impl Http1State {
                             Framing::UntilClose => Body::UntilClose,
                         }
                     };
+                    for _ in 0..repeated_names(&head.headers) {
+                        out.push(anomaly("RESPONSE_HEADER_REPETITION", self.next_tx_id));
+                    }
+                    let framed = head.header("content-length").is_some()
+                        || head.header("transfer-encoding").is_some();
+                    if (status == 204 || status == 304) && framed {
+                        out.push(anomaly("RESPONSE_BODY_UNEXPECTED", self.next_tx_id));
+                    }
                     if let Some(tx) = self.txs.front_mut() {
                         tx.heads_heap += head.heap_size();
                         tx.response = Some(head);
@@ -307,7 +319,7 @@ impl ProtocolState for Http1State {
     }
     fn parse(&mut self, dir: Direction, data: &[u8], out: &mut Vec<AppEvent>) -> ParseResult {
         match dir {
-            Direction::ToServer => self.parse_requests(data),
+            Direction::ToServer => self.parse_requests(data, out),
             Direction::ToClient => self.parse_responses(data, out),
         }
     }
@@ -334,6 +346,42 @@ impl ProtocolState for Http1State {
         while !self.txs.is_empty() {
             self.log_front(out);
         }
+    }
+}
+
+/// Names (ignoring case) that occur more than once among `headers`: libhtp, and so Suricata,
+/// reports each such name once as a `*_HEADER_REPETITION` event.
+fn repeated_names(headers: &[(String, String)]) -> usize {
+    let mut n = 0;
+    for (i, (name, _)) in headers.iter().enumerate() {
+        let seen_before = headers[..i]
+            .iter()
+            .any(|(o, _)| o.eq_ignore_ascii_case(name));
+        if !seen_before
+            && headers[i + 1..]
+                .iter()
+                .any(|(o, _)| o.eq_ignore_ascii_case(name))
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// An application-layer `anomaly` record of transaction `tx_id`, named as Suricata names
+/// libhtp's events.
+fn anomaly(event: &str, tx_id: u64) -> AppEvent {
+    let mut body = Map::new();
+    body.insert("app_proto".into(), Value::String("http".into()));
+    body.insert("type".into(), Value::String("applayer".into()));
+    body.insert("event".into(), Value::String(event.into()));
+    body.insert("layer".into(), Value::String("proto_parser".into()));
+    AppEvent {
+        event_type: "anomaly",
+        direction: None,
+        body,
+        tx_id: Some(tx_id),
+        http: None,
     }
 }
 
@@ -441,6 +489,56 @@ mod tests {
         assert_eq!(out.len(), 1);
         // Logged: the transaction is gone, only the emptied queue's room is left.
         assert!(s.heap_bytes() < head, "{}", s.heap_bytes());
+    }
+
+    #[test]
+    fn repeated_headers_and_unexpected_bodies_are_anomalies_of_their_transaction() {
+        let mut s = Http1Protocol.new_state(Transport::Tcp);
+        let mut out = Vec::new();
+        let reqs = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
+                     GET /2 HTTP/1.1\r\nHost: a\r\nAccept: x\r\nhost: b\r\naccept: y\r\n\
+                     Accept: z\r\n\r\n";
+        s.parse(Direction::ToServer, reqs, &mut out);
+        let events = |out: &[AppEvent]| -> Vec<(String, Option<u64>)> {
+            out.iter()
+                .filter(|e| e.event_type == "anomaly")
+                .map(|e| (e.body["event"].as_str().unwrap_or("").to_string(), e.tx_id))
+                .collect()
+        };
+        // Host and Accept repeat in the second request: one event per name.
+        let want = |name: &str, tx| (name.to_string(), Some(tx));
+        assert_eq!(
+            events(&out),
+            vec![
+                want("REQUEST_HEADER_REPETITION", 1),
+                want("REQUEST_HEADER_REPETITION", 1)
+            ]
+        );
+        out.clear();
+        let resps = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+                      Content-Length: 0\r\n\r\n";
+        s.parse(Direction::ToClient, resps, &mut out);
+        assert_eq!(
+            events(&out),
+            vec![
+                want("RESPONSE_BODY_UNEXPECTED", 0),
+                want("RESPONSE_HEADER_REPETITION", 1)
+            ]
+        );
+        let anomaly = out
+            .iter()
+            .find(|e| e.event_type == "anomaly")
+            .map(|e| &e.body);
+        assert_eq!(
+            anomaly.map(|b| (
+                b["app_proto"].clone(),
+                b["type"].clone(),
+                b["layer"].clone()
+            )),
+            Some((json!("http"), json!("applayer"), json!("proto_parser")))
+        );
+        assert_eq!(out.iter().filter(|e| e.event_type == "http").count(), 2);
     }
 
     #[test]
