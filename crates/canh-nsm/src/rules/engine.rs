@@ -107,7 +107,7 @@ enum Literals {
 impl std::fmt::Debug for Literals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Literals::Double(d) => write!(f, "Double({} patterns)", d.num_states()),
+            Literals::Double(d) => write!(f, "Double({} states)", d.num_states()),
             Literals::Nfa(a) => write!(f, "Nfa({} patterns)", a.patterns_len()),
         }
     }
@@ -171,9 +171,7 @@ impl Prefilter {
                 return;
             };
             if let Some(rules) = self.owners.get(from as usize..to as usize) {
-                for &r in rules {
-                    out.push(r);
-                }
+                out.extend(rules);
             }
         };
         match matcher {
