@@ -92,7 +92,36 @@ fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 132)
 }
 
-/// The header shared by flow-bound records.
+/// The header shared by flow-bound records, handed to `put` key by key in EVE order (into a
+/// JSON map, or straight to a serialiser for flow records).
+fn header_entries(
+    ts: Timestamp,
+    flow: &Flow,
+    event_type: &str,
+    dir: Direction,
+    mut put: impl FnMut(&'static str, Value),
+) {
+    let (src, dst) = match dir {
+        Direction::ToServer => (flow.client, flow.server),
+        Direction::ToClient => (flow.server, flow.client),
+    };
+    put("timestamp", Value::String(ts.to_eve()));
+    put("flow_id", json!(flow.id));
+    put("event_type", Value::String(event_type.into()));
+    put("src_ip", Value::String(ip_string(src.0)));
+    put("dest_ip", Value::String(ip_string(dst.0)));
+    if has_ports(flow.proto) {
+        put("src_port", json!(src.1));
+        put("dest_port", json!(dst.1));
+    }
+    put("proto", Value::String(proto_name(flow.proto)));
+    put("community_id", Value::String(flow.community_id.clone()));
+    if flow.vlan_count > 0 {
+        put("vlan", json!(&flow.vlans[..usize::from(flow.vlan_count)]));
+    }
+}
+
+/// The header shared by flow-bound records, into `rec`.
 fn flow_header(
     rec: &mut Map<String, Value>,
     ts: Timestamp,
@@ -100,28 +129,9 @@ fn flow_header(
     event_type: &str,
     dir: Direction,
 ) {
-    let (src, dst) = match dir {
-        Direction::ToServer => (flow.client, flow.server),
-        Direction::ToClient => (flow.server, flow.client),
-    };
-    rec.insert("timestamp".into(), Value::String(ts.to_eve()));
-    rec.insert("flow_id".into(), json!(flow.id));
-    rec.insert("event_type".into(), Value::String(event_type.into()));
-    rec.insert("src_ip".into(), Value::String(ip_string(src.0)));
-    rec.insert("dest_ip".into(), Value::String(ip_string(dst.0)));
-    if has_ports(flow.proto) {
-        rec.insert("src_port".into(), json!(src.1));
-        rec.insert("dest_port".into(), json!(dst.1));
-    }
-    rec.insert("proto".into(), Value::String(proto_name(flow.proto)));
-    rec.insert(
-        "community_id".into(),
-        Value::String(flow.community_id.clone()),
-    );
-    if flow.vlan_count > 0 {
-        let ids = &flow.vlans[..usize::from(flow.vlan_count)];
-        rec.insert("vlan".into(), json!(ids));
-    }
+    header_entries(ts, flow, event_type, dir, |k, v| {
+        rec.insert(k.into(), v);
+    });
 }
 
 /// Suricata's spelling of a MAC address.
@@ -276,22 +286,17 @@ impl serde::Serialize for FlowRecord<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let flow = self.flow;
-        let (src, dst) = (flow.client, flow.server);
         let mut m = s.serialize_map(None)?;
-        // The header, as `flow_header` writes it for the other records.
-        m.serialize_entry("timestamp", &flow.end.to_eve())?;
-        m.serialize_entry("flow_id", &flow.id)?;
-        m.serialize_entry("event_type", "flow")?;
-        m.serialize_entry("src_ip", &ip_string(src.0))?;
-        m.serialize_entry("dest_ip", &ip_string(dst.0))?;
-        if has_ports(flow.proto) {
-            m.serialize_entry("src_port", &src.1)?;
-            m.serialize_entry("dest_port", &dst.1)?;
-        }
-        m.serialize_entry("proto", &proto_name(flow.proto))?;
-        m.serialize_entry("community_id", &flow.community_id)?;
-        if flow.vlan_count > 0 {
-            m.serialize_entry("vlan", &flow.vlans[..usize::from(flow.vlan_count)])?;
+        let mut failed = None;
+        header_entries(flow.end, flow, "flow", Direction::ToServer, |k, v| {
+            if failed.is_none()
+                && let Err(e) = m.serialize_entry(k, &v)
+            {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         if let Some(app) = flow.app.eve_name() {
             m.serialize_entry("app_proto", app)?;

@@ -889,6 +889,26 @@ mod tests {
         }
     }
 
+    /// The first packet, without payload, of a flow from `src` port 1 to `dst` port 2.
+    fn first_packet(src: &str, dst: &str, proto: u8) -> PacketInfo<'static> {
+        PacketInfo {
+            ts_secs: 0,
+            src: src.parse().expect("test address"),
+            dst: dst.parse().expect("test address"),
+            sport: 1,
+            dport: 2,
+            proto,
+            dir: Direction::ToServer,
+            established: false,
+            first_in_dir: true,
+            payload: b"",
+            inspect_payload: true,
+            tcp_flags: None,
+            icmp: None,
+            app: None,
+        }
+    }
+
     fn engine(text: &str) -> Engine {
         let (rules, checks) = compile_text(text, "t", &Vars::default());
         assert!(checks.iter().all(|c| c.problem.is_none()), "{checks:?}");
@@ -948,22 +968,8 @@ mod tests {
             "alert tcp any any -> any any (flags:S; dsize:0; sid:1;)\n",
             "alert icmp any any -> any any (itype:8; icode:0; sid:2;)\n",
         ));
-        let mut pkt = PacketInfo {
-            ts_secs: 0,
-            src: "192.0.2.1".parse().unwrap(),
-            dst: "192.0.2.2".parse().unwrap(),
-            sport: 1,
-            dport: 2,
-            proto: 6,
-            dir: Direction::ToServer,
-            established: false,
-            first_in_dir: true,
-            payload: b"",
-            inspect_payload: true,
-            tcp_flags: Some(0x02),
-            icmp: None,
-            app: None,
-        };
+        let mut pkt = first_packet("192.0.2.1", "192.0.2.2", 6);
+        pkt.tcp_flags = Some(0x02);
         let mut st = DetectState::default();
         let mut out = Vec::new();
         let sids = |e: &Engine, out: &[Alert]| -> Vec<u64> {
@@ -992,22 +998,7 @@ mod tests {
             "alert ip [192.0.2.1,192.0.2.2] any -> $HOME_NET any (msg:\"rep\"; sid:1;)\n",
             "alert ip $HOME_NET any -> [198.51.100.9] any (msg:\"rep out\"; sid:2;)\n",
         ));
-        let mut pkt = PacketInfo {
-            ts_secs: 0,
-            src: "192.0.2.2".parse().unwrap(),
-            dst: "10.0.0.5".parse().unwrap(),
-            sport: 1,
-            dport: 2,
-            proto: 17,
-            dir: Direction::ToServer,
-            established: false,
-            first_in_dir: true,
-            payload: b"",
-            inspect_payload: true,
-            tcp_flags: None,
-            icmp: None,
-            app: None,
-        };
+        let mut pkt = first_packet("192.0.2.2", "10.0.0.5", 17);
         let mut st = DetectState::default();
         let mut fd = FlowDetect::default();
         let mut out = Vec::new();
