@@ -276,12 +276,7 @@ impl Pipeline {
         }
         let observers: Vec<Arc<dyn EventObserver>> =
             self.observers.read().map(|o| o.clone()).unwrap_or_default();
-        let for_observers = if observers.is_empty() {
-            Vec::new()
-        } else {
-            events.clone()
-        };
-        self.store.append(events).await?;
+        self.store.append_ref(&events).await?;
         self.metrics.add("canh_ingest_batches_total", &[], 1);
         for ((source, agency), n) in counts {
             self.metrics.add(
@@ -298,9 +293,9 @@ impl Pipeline {
         );
         if let Some((last, rest)) = observers.split_last() {
             for obs in rest {
-                obs.observe(for_observers.clone()).await;
+                obs.observe(events.clone()).await;
             }
-            last.observe(for_observers).await;
+            last.observe(events).await;
         }
         Ok(())
     }

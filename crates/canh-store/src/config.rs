@@ -17,11 +17,11 @@ pub struct StoreConfig {
     /// in milliseconds. Events are searchable before that (from memory). Default 2000.
     pub flush_interval_ms: u64,
     /// Flush early once this many events wait in memory; a flush also moves at most this many
-    /// events at a time, so its working memory stays bounded. Default 50000.
+    /// events at a time (decoding them), so its working memory stays bounded. Default 10000.
     pub flush_max_events: usize,
     /// Backpressure: while this many acknowledged events wait in memory for the background
     /// flush, new appends wait (a TCP sender is slowed down, nothing is dropped). At least
-    /// `flush_max_events`. Default 100000.
+    /// `flush_max_events`. They wait as their log encoding, about 1 KB each. Default 40000.
     pub max_pending_events: usize,
     /// Days kept in the full-text index (the hot window); older days are searched by
     /// scanning Parquet. Default 30.
@@ -53,8 +53,8 @@ impl Default for StoreConfig {
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_fsync: true,
             flush_interval_ms: 2000,
-            flush_max_events: 50_000,
-            max_pending_events: 100_000,
+            flush_max_events: 10_000,
+            max_pending_events: 40_000,
             hot_days: 30,
             retention_days: 30,
             retention_days_by_agency: BTreeMap::new(),

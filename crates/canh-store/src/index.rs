@@ -315,13 +315,14 @@ impl HotIndex {
         Ok(())
     }
 
-    fn document(&self, seq: u64, ev: &Event) -> TantivyDocument {
+    fn document(&self, seq: u64, ev: &Event, scratch: &mut Scratch) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_i64(f.ts, ev.timestamp.timestamp_micros());
         doc.add_u64(f.id, seq);
+        let mut scalars = Vec::new();
         for (name, value) in &ev.fields {
-            let mut scalars = Vec::new();
+            scalars.clear();
             flatten(value, &mut scalars, 0);
             if scalars.is_empty() {
                 continue;
@@ -342,14 +343,19 @@ impl HotIndex {
             }
             let fast = f.fast.iter().find(|(n, _)| *n == name).map(|(_, fld)| *fld);
             for s in &scalars {
-                for (i, text) in keyword_forms(s).into_iter().enumerate() {
+                let forms = keyword_forms(s, &mut scratch.number);
+                for (i, text) in forms.into_iter().flatten().enumerate() {
                     if text.len() <= MAX_KW_BYTES {
-                        doc.add_text(f.kw, format!("{name}{SEP}{text}"));
+                        scratch.term.clear();
+                        scratch.term.push_str(name);
+                        scratch.term.push(SEP);
+                        scratch.term.push_str(text);
+                        doc.add_text(f.kw, &scratch.term);
                     }
                     if i == 0
                         && let Some(fld) = fast
                     {
-                        doc.add_text(fld, &text);
+                        doc.add_text(fld, text);
                     }
                 }
             }
@@ -381,8 +387,10 @@ impl HotIndex {
         let Some(w) = d.writer.as_mut() else {
             return Err(ix_err("no writer"));
         };
+        let mut scratch = Scratch::default();
         for (seq, ev) in events {
-            w.add_document(self.document(*seq, ev)).map_err(ix_err)?;
+            w.add_document(self.document(*seq, ev, &mut scratch))
+                .map_err(ix_err)?;
         }
         let mut prepared = w.prepare_commit().map_err(ix_err)?;
         prepared.set_payload(&payload_seq.to_string());
@@ -455,22 +463,39 @@ fn flatten<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>, d
     }
 }
 
+/// Buffers reused while documents are built.
+#[derive(Default)]
+struct Scratch {
+    /// `name\x1fvalue`.
+    term: String,
+    /// A number's spellings.
+    number: String,
+}
+
 /// The keyword spellings indexed for a scalar: its JSON text, and for integral floats also
-/// the integer spelling, so that `port:443` finds `443.0`.
-fn keyword_forms(v: &serde_json::Value) -> Vec<String> {
-    let Some(text) = query::keyword_text(v) else {
-        return Vec::new();
-    };
-    let mut out = vec![text];
-    if let Some(f) = v.as_f64()
-        && !v.is_i64()
-        && !v.is_u64()
-        && f.fract() == 0.0
-        && f.abs() < 9.0e15
-    {
-        out.push(format!("{}", f as i64));
+/// the integer spelling, so that `port:443` finds `443.0`. Numbers are written into `buf`.
+fn keyword_forms<'a>(v: &'a serde_json::Value, buf: &'a mut String) -> [Option<&'a str>; 2] {
+    use std::fmt::Write as _;
+    match v {
+        serde_json::Value::String(s) => [Some(s.as_str()), None],
+        serde_json::Value::Bool(b) => [Some(if *b { "true" } else { "false" }), None],
+        serde_json::Value::Number(n) => {
+            buf.clear();
+            let _ = write!(buf, "{n}");
+            let first = buf.len();
+            if let Some(f) = n.as_f64()
+                && !n.is_i64()
+                && !n.is_u64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                let _ = write!(buf, "{}", f as i64);
+            }
+            let (a, b) = buf.split_at(first);
+            [Some(a), (!b.is_empty()).then_some(b)]
+        }
+        _ => [None, None],
     }
-    out
 }
 
 fn regex_escape(s: &str) -> String {

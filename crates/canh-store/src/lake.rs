@@ -716,12 +716,16 @@ fn to_batch(rows: &[(u64, &Event)]) -> Result<RecordBatch, StoreError> {
     let mut strs: Vec<StringBuilder> = STR_COLUMNS.iter().map(|_| StringBuilder::new()).collect();
     let mut ints: Vec<Int64Builder> = INT_COLUMNS.iter().map(|_| Int64Builder::new()).collect();
     let mut extra = StringBuilder::new();
+    // The `extra` object of one row, written straight from the event's fields.
+    let mut json: Vec<u8> = Vec::with_capacity(1024);
+    let mut used = vec![false; STR_COLUMNS.len()];
+    let mut used_int = vec![false; INT_COLUMNS.len()];
     for (seq, ev) in rows {
         ids.append_value(*seq);
         ts.append_value(ev.timestamp.timestamp_micros());
-        let mut rest: Map<String, Value> = Map::new();
-        let mut used = vec![false; STR_COLUMNS.len()];
-        let mut used_int = vec![false; INT_COLUMNS.len()];
+        used.fill(false);
+        used_int.fill(false);
+        json.clear();
         for (k, v) in &ev.fields {
             if let Some(i) = STR_COLUMNS.iter().position(|c| c == k)
                 && let Value::String(s) = v
@@ -738,7 +742,10 @@ fn to_batch(rows: &[(u64, &Event)]) -> Result<RecordBatch, StoreError> {
                 used_int[i] = true;
                 continue;
             }
-            rest.insert(k.clone(), v.clone());
+            json.push(if json.is_empty() { b'{' } else { b',' });
+            serde_json::to_writer(&mut json, k).map_err(df_err)?;
+            json.push(b':');
+            serde_json::to_writer(&mut json, v).map_err(df_err)?;
         }
         for (b, u) in strs.iter_mut().zip(&used) {
             if !u {
@@ -750,10 +757,11 @@ fn to_batch(rows: &[(u64, &Event)]) -> Result<RecordBatch, StoreError> {
                 b.append_null();
             }
         }
-        if rest.is_empty() {
+        if json.is_empty() {
             extra.append_null();
         } else {
-            extra.append_value(Value::Object(rest).to_string());
+            json.push(b'}');
+            extra.append_value(std::str::from_utf8(&json).map_err(df_err)?);
         }
     }
     let mut cols: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(ts.finish())];

@@ -29,7 +29,7 @@ use crate::deadletter::DeadLetterStore;
 use crate::index::{DocKey, HotIndex, LOAD_CHUNK, Snapshot};
 use crate::lake::Lake;
 pub use crate::lake::SqlRows;
-use crate::wal::{AppendAck, DurableSink, Wal, WalOptions};
+use crate::wal::{AppendAck, DurableSink, Frozen, Wal, WalOptions};
 use crate::{StoreConfig, StoreError};
 
 /// A boxed future, so that [`EventStore`] can be used as a trait object.
@@ -164,10 +164,40 @@ pub trait EventStore: Send + Sync {
     fn sql<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<SqlRows, StoreError>>;
 }
 
-type Tail = Vec<(u64, Arc<Event>)>;
+/// An acknowledged event waiting for the flush: the batch it was written to the log in, and its
+/// place there. It is decoded again when it is flushed or searched.
+#[derive(Clone)]
+struct Pending {
+    seq: u64,
+    batch: Arc<Frozen>,
+    i: u32,
+}
+
+impl Pending {
+    fn time_micros(&self) -> i64 {
+        self.batch.time_micros(self.i as usize)
+    }
+
+    /// The event, or `None` (logged) for a line that does not decode, which is skipped as the
+    /// log's replay skips it.
+    fn decode(&self) -> Option<Event> {
+        match self.batch.decode(self.i as usize) {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                warn!(seq = self.seq, error = %e, "undecodable event in memory; skipped");
+                None
+            }
+        }
+    }
+}
+
+/// The acknowledged events not yet flushed, in sequence order.
+type Tail = Vec<Pending>;
+/// Decoded events with their sequence numbers.
+type Decoded = Vec<(u64, Arc<Event>)>;
 
 /// Matching tail events, the tail's id range, the index snapshot and the days to scan cold.
-type View = (Tail, Option<(u64, u64)>, Snapshot, Vec<NaiveDate>);
+type View = (Decoded, Option<(u64, u64)>, Snapshot, Vec<NaiveDate>);
 
 struct Inner {
     cfg: StoreConfig,
@@ -236,13 +266,17 @@ impl Store {
     /// background flush, the append waits for a flush step first, so a source faster than the
     /// flush is slowed down instead of growing memory without bound. Without a background
     /// flush (`flush_interval_ms = 0`) the caller flushes and no limit applies.
-    pub async fn append(&self, mut events: Vec<Event>) -> Result<AppendAck, StoreError> {
-        // They stay in memory until the next flush: without the spare room of their maps.
-        events.iter_mut().for_each(Event::compact);
+    pub async fn append(&self, events: Vec<Event>) -> Result<AppendAck, StoreError> {
+        self.append_ref(&events).await
+    }
+
+    /// [`Store::append`] without taking the events, for a caller that still needs them once
+    /// they are durable: the store keeps only their log encoding.
+    pub async fn append_ref(&self, events: &[Event]) -> Result<AppendAck, StoreError> {
         if self.background.is_some() {
             self.wait_for_room().await;
         }
-        self.inner.wal.append(events).await
+        self.inner.wal.append_ref(events).await
     }
 
     async fn wait_for_room(&self) {
@@ -475,10 +509,15 @@ impl Inner {
             let tail = tail.clone();
             let wanted = flush_wanted.clone();
             let max = cfg.flush_max_events;
-            Arc::new(move |first, events: Vec<Event>| {
+            Arc::new(move |first, batch: Frozen| {
+                let batch = Arc::new(batch);
                 let mut t = lock(&tail);
-                for (i, ev) in events.into_iter().enumerate() {
-                    t.push((first + i as u64, Arc::new(ev)));
+                for i in 0..batch.len() {
+                    t.push(Pending {
+                        seq: first + i as u64,
+                        batch: batch.clone(),
+                        i: u32::try_from(i).unwrap_or(u32::MAX),
+                    });
                 }
                 if t.len() >= max {
                     wanted.notify_one();
@@ -501,7 +540,7 @@ impl Inner {
         let (index, rebuild) = HotIndex::open(&dir.join("index"), cfg.index_heap_mb * 1024 * 1024)?;
         index.recover(checkpoint)?;
         for day in rebuild {
-            let mut events: Tail = Vec::new();
+            let mut events: Decoded = Vec::new();
             for f in lake.day_files(day)? {
                 events.extend(
                     lake.read_file(&f.path)?
@@ -520,7 +559,15 @@ impl Inner {
             // Nothing can append before `open` returns, so the replay goes first in order.
             let mut t = lock(&tail);
             let appended = std::mem::take(&mut *t);
-            t.extend(replay.events.into_iter().map(|(s, e)| (s, Arc::new(e))));
+            let seqs: Vec<u64> = replay.events.iter().map(|(s, _)| *s).collect();
+            let events: Vec<Event> = replay.events.into_iter().map(|(_, e)| e).collect();
+            let batch = Arc::new(Frozen::encode(&events));
+            drop(events);
+            t.extend(seqs.into_iter().enumerate().map(|(i, seq)| Pending {
+                seq,
+                batch: batch.clone(),
+                i: u32::try_from(i).unwrap_or(u32::MAX),
+            }));
             t.extend(appended);
         }
         info!(dir = %dir.display(), checkpoint, replayed, removed_files = removed, "event store opened");
@@ -552,26 +599,31 @@ impl Inner {
             checkpoint: self.wal.checkpoint(),
             ..FlushStats::default()
         };
-        let Some(end) = lock(&self.tail).last().map(|(s, _)| *s) else {
+        let Some(end) = lock(&self.tail).last().map(|p| p.seq) else {
             return Ok(stats);
         };
         let step = self.cfg.flush_max_events.max(1);
         loop {
-            let batch: Tail = lock(&self.tail)
+            let pending: Tail = lock(&self.tail)
                 .iter()
-                .take_while(|(s, _)| *s <= end)
+                .take_while(|p| p.seq <= end)
                 .take(step)
                 .cloned()
                 .collect();
-            let Some(hi) = batch.last().map(|(s, _)| *s) else {
+            let Some(hi) = pending.last().map(|p| p.seq) else {
                 break;
             };
+            let batch: Decoded = pending
+                .iter()
+                .filter_map(|p| p.decode().map(|e| (p.seq, Arc::new(e))))
+                .collect();
+            drop(pending);
             let checkpoint = self.wal.checkpoint();
             match self.write_out(&batch, hi) {
                 Ok(files) => {
                     let vis = self.visibility.write().unwrap_or_else(|p| p.into_inner());
                     let reloaded = self.index.reload();
-                    lock(&self.tail).retain(|(s, _)| *s > hi);
+                    lock(&self.tail).retain(|p| p.seq > hi);
                     drop(vis);
                     self.drained.notify_waiters();
                     reloaded?;
@@ -594,7 +646,7 @@ impl Inner {
         Ok(stats)
     }
 
-    fn write_out(&self, batch: &Tail, hi: u64) -> Result<usize, StoreError> {
+    fn write_out(&self, batch: &Decoded, hi: u64) -> Result<usize, StoreError> {
         // Parquet and the index are written side by side; the checkpoint moves only when both
         // are done.
         let (files, indexed) = std::thread::scope(|s| {
@@ -611,11 +663,11 @@ impl Inner {
         Ok(files.len())
     }
 
-    fn index_batch(&self, batch: &Tail, hi: u64) -> Result<(), StoreError> {
+    fn index_batch(&self, batch: &Decoded, hi: u64) -> Result<(), StoreError> {
         let today = Utc::now().date_naive();
         let hot_from = self.hot_from(today);
         let indexed = self.index.days();
-        let mut by_day: BTreeMap<NaiveDate, Tail> = BTreeMap::new();
+        let mut by_day: BTreeMap<NaiveDate, Decoded> = BTreeMap::new();
         for (s, e) in batch {
             by_day
                 .entry(e.timestamp.date_naive())
@@ -639,10 +691,14 @@ impl Inner {
             let tail = lock(&self.tail).clone();
             (tail, self.index.snapshot(from.date_naive(), last_day(to)))
         };
-        let range = tail.first().zip(tail.last()).map(|(a, b)| (a.0, b.0));
+        let range = tail.first().zip(tail.last()).map(|(a, b)| (a.seq, b.seq));
+        let (lo, hi) = (from.timestamp_micros(), to.timestamp_micros());
         let matched = tail
-            .into_iter()
+            .iter()
+            .filter(|p| (lo..hi).contains(&p.time_micros()))
+            .filter_map(|p| p.decode().map(|e| (p.seq, e)))
             .filter(|(_, e)| e.timestamp >= from && e.timestamp < to && expr.matches(e))
+            .map(|(s, e)| (s, Arc::new(e)))
             .collect();
         let indexed: BTreeSet<NaiveDate> = self.index.days().into_iter().collect();
         let mut cold = Vec::new();

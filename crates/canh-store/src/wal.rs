@@ -62,7 +62,93 @@ pub struct AppendAck {
 
 /// Called on the writer thread, in sequence order, once a batch is durable and before the
 /// appender is told; the store uses it to make the events visible to search.
-pub type DurableSink = Arc<dyn Fn(u64, Vec<Event>) + Send + Sync>;
+pub type DurableSink = Arc<dyn Fn(u64, Frozen) + Send + Sync>;
+
+/// A batch of events in the log's own encoding (JSON lines), with each event's time.
+///
+/// This is what the store keeps in memory between the acknowledgement and the flush: a parsed
+/// event's field map takes several times the bytes of its JSON line, so a backlog of
+/// acknowledged events costs little, and each event is decoded again only when it is flushed
+/// or searched.
+#[derive(Debug, Default)]
+pub struct Frozen {
+    payload: Vec<u8>,
+    /// End of each event's line in `payload` (its newline excluded).
+    ends: Vec<u32>,
+    /// `@timestamp` of each event, in microseconds.
+    times: Vec<i64>,
+}
+
+impl Frozen {
+    /// Encodes `events` as JSON lines.
+    pub fn encode(events: &[Event]) -> Self {
+        let mut out = Frozen {
+            payload: Vec::with_capacity(events.len() * 512),
+            ends: Vec::with_capacity(events.len()),
+            times: Vec::with_capacity(events.len()),
+        };
+        for ev in events {
+            let start = out.payload.len();
+            // Serialising a map of JSON values into a Vec cannot fail; should it ever, the
+            // event is written with its time alone rather than shifting the numbering.
+            if serde_json::to_writer(&mut out.payload, ev).is_err() {
+                out.payload.truncate(start);
+                let bare = Event::new(ev.timestamp);
+                let _ = serde_json::to_writer(&mut out.payload, &bare);
+            }
+            out.ends
+                .push(u32::try_from(out.payload.len()).unwrap_or(u32::MAX));
+            out.times.push(ev.timestamp.timestamp_micros());
+            out.payload.push(b'\n');
+        }
+        // The batch waits in memory until it is flushed: without spare room.
+        if out.payload.capacity() > out.payload.len() + out.payload.len() / 8 {
+            out.payload.shrink_to_fit();
+        }
+        out
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The JSON lines, each ended by a newline, as written to the log.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// `@timestamp` of event `i` in microseconds.
+    pub fn time_micros(&self, i: usize) -> i64 {
+        self.times.get(i).copied().unwrap_or_default()
+    }
+
+    /// The JSON line of event `i` (without its newline).
+    pub fn line(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            Some(p) => self.ends.get(p).map_or(0, |e| *e as usize + 1),
+            None => 0,
+        };
+        let end = self.ends.get(i).map_or(start, |e| *e as usize);
+        self.payload.get(start..end).unwrap_or_default()
+    }
+
+    /// Decodes event `i`.
+    pub fn decode(&self, i: usize) -> Result<Event, StoreError> {
+        Event::from_json_line(self.line(i))
+            .map_err(|e| StoreError::Corrupt(format!("event in memory: {e}")))
+    }
+
+    /// Bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.payload.capacity() + self.ends.capacity() * 4 + self.times.capacity() * 8
+    }
+}
 
 /// Events found after the checkpoint when the log was opened.
 #[derive(Debug, Default)]
@@ -74,9 +160,8 @@ pub struct Replay {
 }
 
 struct Request {
-    payload: Vec<u8>,
+    batch: Frozen,
     count: u32,
-    events: Vec<Event>,
     reply: oneshot::Sender<Result<AppendAck, StoreError>>,
 }
 
@@ -113,14 +198,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Encodes events as JSON lines.
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 512);
-    for ev in events {
-        // Serialising a map of JSON values into a Vec cannot fail.
-        if serde_json::to_writer(&mut out, ev).is_ok() {
-            out.push(b'\n');
-        }
-    }
-    out
+    Frozen::encode(events).payload
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -214,35 +292,39 @@ impl Wal {
 
     /// Appends a batch; resolves once it is durable. Concurrent appends share one sync.
     pub async fn append(&self, events: Vec<Event>) -> Result<AppendAck, StoreError> {
+        self.append_ref(&events).await
+    }
+
+    /// [`Wal::append`] without taking the events: only their encoding is kept.
+    pub async fn append_ref(&self, events: &[Event]) -> Result<AppendAck, StoreError> {
         let rx = self.submit(events)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Blocking form of [`Wal::append`], for threads outside a runtime.
     pub fn append_blocking(&self, events: Vec<Event>) -> Result<AppendAck, StoreError> {
-        let rx = self.submit(events)?;
+        let rx = self.submit(&events)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     fn submit(
         &self,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<oneshot::Receiver<Result<AppendAck, StoreError>>, StoreError> {
         let count = u32::try_from(events.len())
             .map_err(|_| StoreError::Invalid("batch larger than 4 billion events".into()))?;
-        let payload = encode_events(&events);
-        if payload.len() > MAX_RECORD {
+        let batch = Frozen::encode(events);
+        if batch.payload.len() > MAX_RECORD {
             return Err(StoreError::Invalid(format!(
                 "batch of {} bytes is larger than the {MAX_RECORD}-byte record limit",
-                payload.len()
+                batch.payload.len()
             )));
         }
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         tx.send(Request {
-            payload,
+            batch,
             count,
-            events,
             reply,
         })
         .map_err(|_| StoreError::Closed)?;
@@ -322,11 +404,11 @@ impl Writer {
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
-            let mut bytes = group[0].payload.len();
+            let mut bytes = group[0].batch.payload.len();
             while bytes < 64 * 1024 * 1024 {
                 match rx.try_recv() {
                     Ok(r) => {
-                        bytes += r.payload.len();
+                        bytes += r.batch.payload.len();
                         group.push(r);
                     }
                     Err(_) => break,
@@ -360,16 +442,17 @@ impl Writer {
                 });
                 continue;
             }
-            let len = (HEADER - 4 + r.payload.len()) as u32;
+            let payload = r.batch.payload();
+            let len = (HEADER - 4 + payload.len()) as u32;
             let mut h = crc32fast::Hasher::new();
             h.update(&seq.to_le_bytes());
             h.update(&r.count.to_le_bytes());
-            h.update(&r.payload);
+            h.update(payload);
             buf.extend_from_slice(&len.to_le_bytes());
             buf.extend_from_slice(&h.finalize().to_le_bytes());
             buf.extend_from_slice(&seq.to_le_bytes());
             buf.extend_from_slice(&r.count.to_le_bytes());
-            buf.extend_from_slice(&r.payload);
+            buf.extend_from_slice(payload);
             acks.push(AppendAck {
                 first_seq: seq,
                 count: r.count,
@@ -401,7 +484,7 @@ impl Writer {
             if ack.count > 0
                 && let Some(sink) = &self.sink
             {
-                sink(ack.first_seq, r.events);
+                sink(ack.first_seq, r.batch);
             }
             let _ = r.reply.send(Ok(ack));
         }
@@ -527,7 +610,7 @@ fn scan_segment(
             if this_seq <= checkpoint {
                 continue;
             }
-            match serde_json::from_slice::<Event>(line) {
+            match Event::from_json_line(line) {
                 Ok(ev) => out.push((this_seq, ev)),
                 Err(e) => {
                     // The checksum matched, so this was written like this: keep going.

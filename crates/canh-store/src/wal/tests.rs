@@ -135,8 +135,8 @@ async fn concurrent_appenders_get_distinct_contiguous_sequences_and_the_sink_see
     let dir = tempfile::tempdir().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let sink: DurableSink = Arc::new(move |seq, evs: Vec<Event>| {
-        lock(&seen2).push((seq, evs.len() as u64));
+    let sink: DurableSink = Arc::new(move |seq, batch: Frozen| {
+        lock(&seen2).push((seq, batch.len() as u64));
     });
     let (wal, _) = Wal::open(dir.path(), opts(), Some(sink)).unwrap();
     let wal = Arc::new(wal);
@@ -187,4 +187,22 @@ fn empty_batch_is_acknowledged_without_a_record() {
         }
     );
     assert_eq!(wal.append_blocking(events(1, "a")).unwrap().first_seq, 1);
+}
+
+#[test]
+fn a_frozen_batch_gives_back_each_event_its_line_and_its_time() {
+    let mut evs = events(4, "f");
+    evs[2].set("nested", serde_json::json!({"a": [1, 2], "b": null}));
+    evs[3].set("text", "line\nbreak \u{1F600}");
+    let batch = Frozen::encode(&evs);
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch.payload(), encode_events(&evs).as_slice());
+    for (i, ev) in evs.iter().enumerate() {
+        assert_eq!(batch.line(i), ev.to_json_line().as_bytes());
+        assert_eq!(batch.time_micros(i), ev.timestamp.timestamp_micros());
+        assert_eq!(&batch.decode(i).unwrap(), ev);
+    }
+    assert!(batch.line(4).is_empty());
+    assert!(batch.decode(4).is_err());
+    assert!(Frozen::encode(&[]).is_empty());
 }
