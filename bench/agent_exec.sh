@@ -6,6 +6,10 @@
 # connector, the audit subsystem), gcc, and auditd (apt-get install auditd).
 #
 # Usage: bench/agent_exec.sh CANH_BINARY CANH_AGENT_BINARY [RATE] [SECS] [RUNS]
+#
+# RATE 0 measures the agent at rest instead: every sensor of the packaged configuration on
+# (processes, file integrity, logins, devices, network and module polls, inventory), connected
+# to the server, nothing started; per run its CPU over SECS seconds and its peak RSS.
 set -euo pipefail
 canh=${1:?canh binary}
 agent=${2:?canh-agent binary (release-fast build)}
@@ -44,6 +48,11 @@ out=$(api -X POST -H 'Content-Type: application/json' -d '{"ttl_secs":600}' \
   "http://127.0.0.1:$http/api/v1/agents/enrolment-tokens")
 token=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 pin=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ca_pin"])')
+if [ "$rate" = 0 ]; then
+  # The packaged configuration with its defaults, state kept in the work directory.
+  sed "s|^state_dir = .*|state_dir = \"$work/agent\"|" \
+    "$here/../crates/canh-agent/packaging/canh-agent.toml" > "$work/agent.toml"
+else
 cat > "$work/agent.toml" <<CONF
 state_dir = "$work/agent"
 heartbeat_secs = 30
@@ -59,6 +68,7 @@ interval_secs = 0
 [upgrade]
 enabled = false
 CONF
+fi
 "$agent" enrol --config "$work/agent.toml" --server 127.0.0.1:$enrol --token "$token" --ca-pin "$pin" >/dev/null
 "$agent" run --config "$work/agent.toml" >"$work/agent.log" 2>&1 &
 agent_pid=$!
@@ -74,6 +84,20 @@ total() {
 # when the agent looked (the others exited first: pid and parent only).
 stored() { total 'process.parent.name:spawn AND event.type:start'; }
 named() { total 'process.parent.name:spawn AND process.name:true AND event.type:start'; }
+if [ "$rate" = 0 ]; then
+  # Let the start-up work (baseline scan, first inventory) finish first.
+  sleep 20
+  for r in $(seq 1 "$runs"); do
+    c0=$(cpu_ticks "$agent_pid")
+    sleep "$secs"
+    c1=$(cpu_ticks "$agent_pid")
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status")
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent_pid/status")
+    awk -v r="$r" -v c=$((c1 - c0)) -v hz="$hz" -v t="$secs" -v rss="$rss" -v hwm="$hwm" \
+      'BEGIN { printf "canh-agent at rest run=%s cpu=%.2f%% of one core over %s s rss_kb=%s peak_rss_kb=%s\n", r, 100*c/hz/t, t, rss, hwm }'
+  done
+  exit 0
+fi
 for r in $(seq 1 "$runs"); do
   before=$(stored); named_before=$(named); c0=$(cpu_ticks "$agent_pid")
   read -r started took < <("$work/spawn" "$rate" "$secs")
