@@ -50,8 +50,11 @@ pub(crate) fn write_server_address(
 ) -> anyhow::Result<()> {
     let path = address_file(data_dir);
     let scheme = if tls { "https" } else { "http" };
-    std::fs::write(&path, format!("{scheme}://{addr}\n"))
-        .with_context(|| format!("writing {}", path.display()))
+    // Written aside and renamed, so that a reader never sees the file empty or half written.
+    let tmp = data_dir.join("server.addr.tmp");
+    std::fs::write(&tmp, format!("{scheme}://{addr}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// How to reach the server running on this data directory.

@@ -311,7 +311,9 @@ fn write_local_token(data_dir: &Path) -> anyhow::Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let token = hex::encode(bytes);
     let path = local_token_path(data_dir);
-    let _ = std::fs::remove_file(&path);
+    // Written aside and renamed, so that a reader never sees the file empty.
+    let tmp = data_dir.join("server.token.tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -320,10 +322,12 @@ fn write_local_token(data_dir: &Path) -> anyhow::Result<String> {
         opts.mode(0o600);
     }
     let mut f = opts
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(token.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(token)
 }
 
