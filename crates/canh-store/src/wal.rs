@@ -143,11 +143,6 @@ impl Frozen {
         Event::from_json_line(self.line(i))
             .map_err(|e| StoreError::Corrupt(format!("event in memory: {e}")))
     }
-
-    /// Bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.payload.capacity() + self.ends.capacity() * 4 + self.times.capacity() * 8
-    }
 }
 
 /// Events found after the checkpoint when the log was opened.
