@@ -949,12 +949,14 @@ fn values<'a>(ev: &'a Event, field: &str) -> Vec<Val<'a>> {
     out
 }
 
-/// The text form a keyword index stores for a value (numbers as JSON writes them).
-pub fn keyword_text(v: &serde_json::Value) -> Option<String> {
+/// The text form a keyword index stores for a value (numbers as JSON writes them); borrowed
+/// for strings and booleans.
+pub fn keyword_text(v: &serde_json::Value) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        serde_json::Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }

@@ -315,7 +315,8 @@ impl HotIndex {
         Ok(())
     }
 
-    fn document(&self, seq: u64, ev: &Event, scratch: &mut Scratch) -> TantivyDocument {
+    /// `term` is a buffer reused for the `name\x1fvalue` terms.
+    fn document(&self, seq: u64, ev: &Event, term: &mut String) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_i64(f.ts, ev.timestamp.timestamp_micros());
@@ -343,19 +344,18 @@ impl HotIndex {
             }
             let fast = f.fast.iter().find(|(n, _)| *n == name).map(|(_, fld)| *fld);
             for s in &scalars {
-                let forms = keyword_forms(s, &mut scratch.number);
-                for (i, text) in forms.into_iter().flatten().enumerate() {
+                for (i, text) in keyword_forms(s).into_iter().flatten().enumerate() {
                     if text.len() <= MAX_KW_BYTES {
-                        scratch.term.clear();
-                        scratch.term.push_str(name);
-                        scratch.term.push(SEP);
-                        scratch.term.push_str(text);
-                        doc.add_text(f.kw, &scratch.term);
+                        term.clear();
+                        term.push_str(name);
+                        term.push(SEP);
+                        term.push_str(&text);
+                        doc.add_text(f.kw, &*term);
                     }
                     if i == 0
                         && let Some(fld) = fast
                     {
-                        doc.add_text(fld, text);
+                        doc.add_text(fld, &text);
                     }
                 }
             }
@@ -387,9 +387,9 @@ impl HotIndex {
         let Some(w) = d.writer.as_mut() else {
             return Err(ix_err("no writer"));
         };
-        let mut scratch = Scratch::default();
+        let mut term = String::new();
         for (seq, ev) in events {
-            w.add_document(self.document(*seq, ev, &mut scratch))
+            w.add_document(self.document(*seq, ev, &mut term))
                 .map_err(ix_err)?;
         }
         let mut prepared = w.prepare_commit().map_err(ix_err)?;
@@ -463,39 +463,17 @@ fn flatten<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>, d
     }
 }
 
-/// Buffers reused while documents are built.
-#[derive(Default)]
-struct Scratch {
-    /// `name\x1fvalue`.
-    term: String,
-    /// A number's spellings.
-    number: String,
-}
-
 /// The keyword spellings indexed for a scalar: its JSON text, and for integral floats also
-/// the integer spelling, so that `port:443` finds `443.0`. Numbers are written into `buf`.
-fn keyword_forms<'a>(v: &'a serde_json::Value, buf: &'a mut String) -> [Option<&'a str>; 2] {
-    use std::fmt::Write as _;
-    match v {
-        serde_json::Value::String(s) => [Some(s.as_str()), None],
-        serde_json::Value::Bool(b) => [Some(if *b { "true" } else { "false" }), None],
-        serde_json::Value::Number(n) => {
-            buf.clear();
-            let _ = write!(buf, "{n}");
-            let first = buf.len();
-            if let Some(f) = n.as_f64()
-                && !n.is_i64()
-                && !n.is_u64()
-                && f.fract() == 0.0
-                && f.abs() < 9.0e15
-            {
-                let _ = write!(buf, "{}", f as i64);
-            }
-            let (a, b) = buf.split_at(first);
-            [Some(a), (!b.is_empty()).then_some(b)]
-        }
-        _ => [None, None],
-    }
+/// the integer spelling, so that `port:443` finds `443.0`.
+fn keyword_forms(v: &serde_json::Value) -> [Option<std::borrow::Cow<'_, str>>; 2] {
+    let Some(text) = query::keyword_text(v) else {
+        return [None, None];
+    };
+    let integral = v
+        .as_f64()
+        .filter(|f| !v.is_i64() && !v.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15)
+        .map(|f| std::borrow::Cow::Owned((f as i64).to_string()));
+    [Some(text), integral]
 }
 
 fn regex_escape(s: &str) -> String {

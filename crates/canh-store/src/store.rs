@@ -174,6 +174,16 @@ struct Pending {
 }
 
 impl Pending {
+    /// The entries of `batch`, whose events carry the sequence numbers `seqs` in order.
+    fn of(batch: Frozen, seqs: impl IntoIterator<Item = u64>) -> impl Iterator<Item = Pending> {
+        let batch = Arc::new(batch);
+        seqs.into_iter().enumerate().map(move |(i, seq)| Pending {
+            seq,
+            batch: batch.clone(),
+            i: u32::try_from(i).unwrap_or(u32::MAX),
+        })
+    }
+
     fn time_micros(&self) -> i64 {
         self.batch.time_micros(self.i as usize)
     }
@@ -510,15 +520,9 @@ impl Inner {
             let wanted = flush_wanted.clone();
             let max = cfg.flush_max_events;
             Arc::new(move |first, batch: Frozen| {
-                let batch = Arc::new(batch);
+                let seqs = first..first + batch.len() as u64;
                 let mut t = lock(&tail);
-                for i in 0..batch.len() {
-                    t.push(Pending {
-                        seq: first + i as u64,
-                        batch: batch.clone(),
-                        i: u32::try_from(i).unwrap_or(u32::MAX),
-                    });
-                }
+                t.extend(Pending::of(batch, seqs));
                 if t.len() >= max {
                     wanted.notify_one();
                 }
@@ -559,15 +563,8 @@ impl Inner {
             // Nothing can append before `open` returns, so the replay goes first in order.
             let mut t = lock(&tail);
             let appended = std::mem::take(&mut *t);
-            let seqs: Vec<u64> = replay.events.iter().map(|(s, _)| *s).collect();
-            let events: Vec<Event> = replay.events.into_iter().map(|(_, e)| e).collect();
-            let batch = Arc::new(Frozen::encode(&events));
-            drop(events);
-            t.extend(seqs.into_iter().enumerate().map(|(i, seq)| Pending {
-                seq,
-                batch: batch.clone(),
-                i: u32::try_from(i).unwrap_or(u32::MAX),
-            }));
+            let (seqs, events): (Vec<u64>, Vec<Event>) = replay.events.into_iter().unzip();
+            t.extend(Pending::of(Frozen::encode(&events), seqs));
             t.extend(appended);
         }
         info!(dir = %dir.display(), checkpoint, replayed, removed_files = removed, "event store opened");
@@ -932,7 +929,7 @@ fn distinct_values(ev: &Event, field: &str) -> BTreeSet<String> {
             }
             other => {
                 if let Some(t) = query::keyword_text(other) {
-                    out.insert(t);
+                    out.insert(t.into_owned());
                 }
             }
         }

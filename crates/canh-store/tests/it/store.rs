@@ -136,7 +136,9 @@ async fn counts_and_histograms_agree_with_the_evaluator_across_tail_index_and_pa
         for field in ["host.name", "destination.port", "labels.tag"] {
             let mut want: BTreeMap<String, u64> = BTreeMap::new();
             for e in every.iter().filter(|e| expr.matches(e)) {
-                let v = query::keyword_text(e.get(field).unwrap()).unwrap();
+                let v = query::keyword_text(e.get(field).unwrap())
+                    .unwrap()
+                    .into_owned();
                 *want.entry(v).or_default() += 1;
             }
             let got: BTreeMap<String, u64> = store
