@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::event::is_keyword_field;
-use crate::ir::{Node, ValueMatcher, str_test};
+use crate::ir::{Node, StrOp, ValueMatcher, str_test};
 
 /// No field / no slot.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -73,6 +73,8 @@ impl FieldIds {
 pub(crate) struct FMatcher {
     m: ValueMatcher,
     other: u32,
+    /// For a `contains` test: the needle's searcher, built once.
+    finder: Option<memchr::memmem::Finder<'static>>,
 }
 
 /// A detection tree over interned fields.
@@ -100,6 +102,14 @@ fn matchers(ms: &[ValueMatcher], ids: &mut FieldIds) -> Box<[FMatcher]> {
             other: match m {
                 ValueMatcher::FieldRef { other, .. } => ids.intern(other),
                 _ => NONE,
+            },
+            finder: match m {
+                ValueMatcher::Str {
+                    op: StrOp::Contains,
+                    value,
+                    ..
+                } => Some(memchr::memmem::Finder::new(value.as_bytes()).into_owned()),
+                _ => None,
             },
             m: m.clone(),
         })
@@ -233,6 +243,10 @@ fn leaf_groups(key: u32, ms: &[FMatcher], all: bool) -> Vec<Vec<(u32, String)>> 
 
 impl FMatcher {
     fn test_text(&self, orig: &str, lower: &str, p: &Prepared) -> bool {
+        if let (Some(finder), ValueMatcher::Str { cased, .. }) = (&self.finder, &self.m) {
+            let hay = if *cased { orig } else { lower };
+            return finder.find(hay.as_bytes()).is_some();
+        }
         match &self.m {
             ValueMatcher::FieldRef { op, cased, .. } => p.field(self.other).is_some_and(|f| {
                 p.texts(f).any(|(o, l)| {
@@ -283,6 +297,9 @@ pub(crate) struct Prepared {
     pub(crate) fields: Vec<PField>,
     /// Field id → index in `fields`.
     slot: Vec<u32>,
+    /// Ranges of `lower` holding the keyword fields' texts, each text followed by a NUL; runs
+    /// of consecutive keyword fields are one range.
+    keyword_spans: Vec<(u32, u32)>,
 }
 
 fn pos(s: &str) -> u32 {
@@ -306,6 +323,7 @@ impl Prepared {
         self.lower.clear();
         self.vals.clear();
         self.fields.clear();
+        self.keyword_spans.clear();
         let mut has_alias = false;
         for (name, v) in &event.fields {
             let (id, alias) = ids.lookup(name);
@@ -314,7 +332,15 @@ impl Prepared {
                 continue;
             }
             let start = u32::try_from(self.vals.len()).unwrap_or(u32::MAX);
+            let lower_start = pos(&self.lower);
             self.push_value(v, true);
+            if keyword {
+                let lower_end = pos(&self.lower);
+                match self.keyword_spans.last_mut() {
+                    Some((_, end)) if *end == lower_start => *end = lower_end,
+                    _ => self.keyword_spans.push((lower_start, lower_end)),
+                }
+            }
             let idx = u32::try_from(self.fields.len()).unwrap_or(NONE);
             self.fields.push(PField {
                 id,
@@ -348,6 +374,7 @@ impl Prepared {
                 self.lower.push_str(&self.orig[o as usize..]);
                 self.lower[l as usize..].make_ascii_lowercase();
                 self.vals.push([o, pos(&self.orig), l, pos(&self.lower)]);
+                self.lower.push('\0');
             }
             Value::Bool(b) => self.push_text(if *b { "true" } else { "false" }),
             Value::Array(items) => {
@@ -375,6 +402,8 @@ impl Prepared {
             self.lower.push_str(&s.to_lowercase());
         }
         self.vals.push([o, pos(&self.orig), l, pos(&self.lower)]);
+        // Keeps a keyword literal from matching across two texts of a keyword span.
+        self.lower.push('\0');
     }
 
     pub(crate) fn field(&self, id: u32) -> Option<&PField> {
@@ -392,6 +421,13 @@ impl Prepared {
                     &self.lower[*c as usize..*d as usize],
                 )
             })
+    }
+
+    /// The keyword fields' lower-cased texts, a few spans each holding several texts.
+    pub(crate) fn keyword_spans(&self) -> impl Iterator<Item = &str> {
+        self.keyword_spans
+            .iter()
+            .map(|&(a, b)| &self.lower[a as usize..b as usize])
     }
 
     /// The lower-cased texts of `f`.

@@ -282,6 +282,14 @@ fn keywords_search_event_data_values() {
         json!({"CommandLine": "x SEKURLSA::logonpasswords"})
     ));
     assert!(!hits(&e, json!({"CommandLine": "benign"})));
+    // The keyword texts are searched together: a word split over two values is no hit, a
+    // word in any of them (numbers and `message` included) is.
+    assert!(!hits(&e, json!({"A": "x mimi", "B": "katz y"})));
+    assert!(hits(&e, json!({"A": 1, "B": "benign", "C": "x MimiKatz"})));
+    let mut ev = sysmon1(json!({"A": "benign"}));
+    ev.set("message", "ran mimikatz");
+    assert_eq!(e.matches(&ev).len(), 1);
+    assert_eq!(e.matches_unfiltered(&ev).len(), 1);
     let d = "  keywords:\n    '|all':\n      - 'a1'\n      - 'b2'\n  condition: keywords\n";
     let e = engine(&rule(d));
     assert!(hits(&e, json!({"X": "a1", "Y": "b2"})));
