@@ -91,6 +91,9 @@ impl Scanner {
         let gate = if gated && lits.len() <= GATED_SET {
             AhoCorasickBuilder::new()
                 .match_kind(MatchKind::LeftmostFirst)
+                // Small in memory (every Windows bucket has one); the SIMD prefilter does
+                // the work.
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                 .build(lits.iter().map(|(p, _)| p.as_bytes()))
                 .ok()
         } else {

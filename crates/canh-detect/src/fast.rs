@@ -73,8 +73,11 @@ impl FieldIds {
 pub(crate) struct FMatcher {
     m: ValueMatcher,
     other: u32,
-    /// For a `contains` test: the needle's searcher, built once.
-    finder: Option<memchr::memmem::Finder<'static>>,
+    /// A `contains` test (searched with `memchr::memmem`).
+    contains: bool,
+    /// Its searcher, built on the first evaluation: built for every matcher up front, the
+    /// searchers of the full rule set take 25 MB.
+    finder: std::sync::OnceLock<Box<memchr::memmem::Finder<'static>>>,
 }
 
 /// A detection tree over interned fields.
@@ -103,14 +106,14 @@ fn matchers(ms: &[ValueMatcher], ids: &mut FieldIds) -> Box<[FMatcher]> {
                 ValueMatcher::FieldRef { other, .. } => ids.intern(other),
                 _ => NONE,
             },
-            finder: match m {
+            finder: std::sync::OnceLock::new(),
+            contains: matches!(
+                m,
                 ValueMatcher::Str {
                     op: StrOp::Contains,
-                    value,
                     ..
-                } => Some(memchr::memmem::Finder::new(value.as_bytes()).into_owned()),
-                _ => None,
-            },
+                }
+            ),
             m: m.clone(),
         })
         .collect()
@@ -243,8 +246,11 @@ fn leaf_groups(key: u32, ms: &[FMatcher], all: bool) -> Vec<Vec<(u32, String)>> 
 
 impl FMatcher {
     fn test_text(&self, orig: &str, lower: &str, p: &Prepared) -> bool {
-        if let (Some(finder), ValueMatcher::Str { cased, .. }) = (&self.finder, &self.m) {
+        if let (true, ValueMatcher::Str { cased, value, .. }) = (self.contains, &self.m) {
             let hay = if *cased { orig } else { lower };
+            let finder = self.finder.get_or_init(|| {
+                Box::new(memchr::memmem::Finder::new(value.as_bytes()).into_owned())
+            });
             return finder.find(hay.as_bytes()).is_some();
         }
         match &self.m {
