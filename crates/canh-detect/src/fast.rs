@@ -125,7 +125,7 @@ fn matcher_cost(m: &ValueMatcher) -> u32 {
         ValueMatcher::Num { .. } | ValueMatcher::Cidr(_) | ValueMatcher::FieldRef { .. } => 2,
         ValueMatcher::Glob { .. } => 6,
         ValueMatcher::Time { .. } => 10,
-        ValueMatcher::Regex(_) => 20,
+        ValueMatcher::Regex { .. } => 20,
     }
 }
 
@@ -235,12 +235,24 @@ pub(crate) fn score(g: &[(u32, String)]) -> usize {
 fn leaf_groups(key: u32, ms: &[FMatcher], all: bool) -> Vec<Vec<(u32, String)>> {
     if all {
         ms.iter()
-            .filter_map(|m| m.m.literal().map(|l| vec![(key, l)]))
+            .filter_map(|m| {
+                m.m.literals()
+                    .map(|ls| ls.into_iter().map(|l| (key, l)).collect())
+            })
             .collect()
     } else {
-        let lits: Option<Vec<(u32, String)>> =
-            ms.iter().map(|m| m.m.literal().map(|l| (key, l))).collect();
-        lits.map(|g| vec![g]).unwrap_or_default()
+        let mut group = Vec::new();
+        for m in ms {
+            let Some(ls) = m.m.literals() else {
+                return Vec::new();
+            };
+            group.extend(ls.into_iter().map(|l| (key, l)));
+        }
+        if group.is_empty() {
+            Vec::new()
+        } else {
+            vec![group]
+        }
     }
 }
 

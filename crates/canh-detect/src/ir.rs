@@ -64,7 +64,12 @@ pub(crate) enum ValueMatcher {
         cased: bool,
         literal: String,
     },
-    Regex(Regex),
+    /// `literals`: lower-cased strings one of which occurs in every text the regex matches
+    /// (see [`regex_literals`]); `None` when no such set is known.
+    Regex {
+        re: Regex,
+        literals: Option<Vec<String>>,
+    },
     Cidr(IpNet),
     Num {
         op: NumOp,
@@ -165,7 +170,7 @@ impl ValueMatcher {
                 str_test(*op, if *cased { orig } else { lower }, value)
             }
             ValueMatcher::Glob { re, cased, .. } => re.is_match(if *cased { orig } else { lower }),
-            ValueMatcher::Regex(re) => re.is_match(orig),
+            ValueMatcher::Regex { re, .. } => re.is_match(orig),
             ValueMatcher::Cidr(net) => orig
                 .trim()
                 .parse::<std::net::IpAddr>()
@@ -195,6 +200,14 @@ impl ValueMatcher {
         }
     }
 
+    /// Lower-cased literals one of which must occur in the event for this matcher to hold.
+    pub(crate) fn literals(&self) -> Option<Vec<String>> {
+        match self {
+            ValueMatcher::Regex { literals, .. } => literals.clone(),
+            m => m.literal().map(|l| vec![l]),
+        }
+    }
+
     /// The lower-cased literal that must occur in the event for this matcher to hold.
     pub(crate) fn literal(&self) -> Option<String> {
         match self {
@@ -207,6 +220,55 @@ impl ValueMatcher {
             _ => None,
         }
     }
+}
+
+/// Most literals kept for one regex: a longer list is a weak prefilter.
+const MAX_REGEX_LITERALS: usize = 32;
+
+/// Literals of which every match of `pattern` (compiled with the same flags) contains one,
+/// lower-cased for the prefilter, which scans lower-cased texts.
+///
+/// The literals come from `regex-syntax`'s extractor over the pattern's prefixes or suffixes
+/// (the more selective). Case-insensitive patterns reach the extractor with their case
+/// variants spelled out, so lower-casing them loses no match. A set is refused (and the
+/// rule stays a candidate for every event of its logsource) when it is infinite, holds a
+/// literal shorter than 2 bytes or one that is not ASCII (lower-casing outside ASCII is not
+/// the regex's case folding), or is longer than [`MAX_REGEX_LITERALS`].
+pub(crate) fn regex_literals(
+    pattern: &str,
+    case_insensitive: bool,
+    multi_line: bool,
+    dot_all: bool,
+) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .multi_line(multi_line)
+        .dot_matches_new_line(dot_all)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let best = [ExtractKind::Prefix, ExtractKind::Suffix]
+        .into_iter()
+        .filter_map(|kind| {
+            let mut ex = Extractor::new();
+            ex.kind(kind);
+            let seq = ex.extract(&hir);
+            let lits = seq.literals()?;
+            let mut out = Vec::with_capacity(lits.len());
+            for l in lits {
+                let s = std::str::from_utf8(l.as_bytes()).ok()?;
+                if s.len() < 2 || !s.is_ascii() {
+                    return None;
+                }
+                out.push(s.to_ascii_lowercase());
+            }
+            out.sort();
+            out.dedup();
+            (!out.is_empty() && out.len() <= MAX_REGEX_LITERALS).then_some(out)
+        })
+        .max_by_key(|ls| ls.iter().map(String::len).min().unwrap_or(0))?;
+    Some(best)
 }
 
 /// Windows events carry their inserts either in EventData or in UserData; Sigma names both

@@ -280,7 +280,8 @@ pub(crate) fn build(
                 .size_limit(1 << 22)
                 .build()
                 .map_err(|e| RuleError::unsupported(format!("regex {text:?}: {e}")))?;
-            out.push(ValueMatcher::Regex(re));
+            let literals = crate::ir::regex_literals(&text, i, ml, s);
+            out.push(ValueMatcher::Regex { re, literals });
             continue;
         }
         if m.cidr {

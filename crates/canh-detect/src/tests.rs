@@ -133,6 +133,37 @@ fn cased_re_and_re_flags() {
 }
 
 #[test]
+fn regex_literals_feed_the_prefilter_without_losing_matches() {
+    use crate::ir::regex_literals;
+    // Prefixes or suffixes, whichever is more selective, lower-cased.
+    assert_eq!(
+        regex_literals(r"IEX\s*\(", false, false, false),
+        Some(vec!["iex".to_owned()])
+    );
+    assert_eq!(
+        regex_literals(r"(Invoke-Expression|iex)\b", false, false, false),
+        Some(vec!["iex".to_owned(), "invoke-expression".to_owned()])
+    );
+    // Nothing known: a class first and last, or a literal too short.
+    assert_eq!(regex_literals(r"\w+\s\d+", false, false, false), None);
+    assert_eq!(regex_literals(r"a.*b", false, false, false), None);
+    // Case-insensitive `s` also matches U+017F, which lower-casing does not turn into `s`:
+    // such a set is refused rather than made to miss.
+    assert_eq!(regex_literals("pass", true, false, false), None);
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re|i: 'pass'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "x pa\u{17f}s y"})));
+    assert!(hits(&e, json!({"CommandLine": "PASS"})));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re: 'I[Ee]X\\s*\\('\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "powershell IeX ($x)"})));
+    assert!(!hits(&e, json!({"CommandLine": "powershell iex ($x)"})));
+    assert!(!hits(&e, json!({"CommandLine": "benign"})));
+}
+
+#[test]
 fn encodings_base64_offset_utf16_windash() {
     let e = engine(&rule(
         "  sel:\n    CommandLine|base64offset|contains: '/bin/bash'\n  condition: sel\n",
@@ -405,6 +436,27 @@ detection:\n  s:\n    CommandLine|contains|all: ['a', 'bc']\n  k:\n    - 'dd'\n 
 detection:\n  s:\n    EventID: 4688\n    NewProcessName|re: '^[abc]+$'\n  condition: s\n\
 ---\ntitle: d\nid: d\nlogsource: {product: windows, category: process_creation}\n\
 detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  condition: all of them\n";
+
+    proptest! {
+        /// Every text a regex matches holds, lower-cased, one of the regex's prefilter
+        /// literals.
+        #[test]
+        fn regex_literals_occur_in_every_match(
+            pat in proptest::sample::select(vec![
+                "ab+c", "(?:xy|zz)q", "a[bc]d", "^abc", "ab$", "(?i)ab", "(?i)k[a-c]", "x(ab|cd)*yz",
+                "[ab]{2}c", "abc|d.e",
+            ]),
+            t in proptest::string::string_regex("[abcdekxyzqABCK\u{17f}\u{212a} .]{0,12}").unwrap(),
+        ) {
+            let Ok(re) = regex::Regex::new(pat) else { return Ok(()) };
+            if let Some(lits) = crate::ir::regex_literals(pat, false, false, false)
+                && re.is_match(&t)
+            {
+                let lower = t.to_lowercase();
+                prop_assert!(lits.iter().any(|l| lower.contains(l.as_str())), "{pat} {t:?} {lits:?}");
+            }
+        }
+    }
 
     fn text() -> impl Strategy<Value = String> {
         proptest::string::string_regex("[abcdx.eoAB ]{0,8}").unwrap()
