@@ -229,11 +229,13 @@ const MAX_REGEX_LITERALS: usize = 32;
 /// lower-cased for the prefilter, which scans lower-cased texts.
 ///
 /// The literals come from `regex-syntax`'s extractor over the pattern's prefixes or suffixes
-/// (the more selective). Case-insensitive patterns reach the extractor with their case
-/// variants spelled out, so lower-casing them loses no match. A set is refused (and the
-/// rule stays a candidate for every event of its logsource) when it is infinite, holds a
-/// literal shorter than 2 bytes or one that is not ASCII (lower-casing outside ASCII is not
-/// the regex's case folding), or is longer than [`MAX_REGEX_LITERALS`].
+/// (the more selective). Case-insensitive patterns reach the extractor with every case
+/// variant spelled out (`s` also as U+017F, `k` as U+212A), and a text holding one variant
+/// holds, once lower-cased, that variant lower-cased: lower-casing maps each character on
+/// its own, except the Greek sigma, whose lower case depends on its neighbours. A set is
+/// refused (and the rule stays a candidate for every event of its logsource) when it is
+/// infinite, holds a literal shorter than 2 bytes or one with a sigma, or is longer than
+/// [`MAX_REGEX_LITERALS`].
 pub(crate) fn regex_literals(
     pattern: &str,
     case_insensitive: bool,
@@ -258,10 +260,10 @@ pub(crate) fn regex_literals(
             let mut out = Vec::with_capacity(lits.len());
             for l in lits {
                 let s = std::str::from_utf8(l.as_bytes()).ok()?;
-                if s.len() < 2 || !s.is_ascii() {
+                if s.len() < 2 || s.contains(['\u{3a3}', '\u{3c3}', '\u{3c2}']) {
                     return None;
                 }
-                out.push(s.to_ascii_lowercase());
+                out.push(s.to_lowercase());
             }
             out.sort();
             out.dedup();

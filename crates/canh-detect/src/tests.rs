@@ -147,9 +147,21 @@ fn regex_literals_feed_the_prefilter_without_losing_matches() {
     // Nothing known: a class first and last, or a literal too short.
     assert_eq!(regex_literals(r"\w+\s\d+", false, false, false), None);
     assert_eq!(regex_literals(r"a.*b", false, false, false), None);
-    // Case-insensitive `s` also matches U+017F, which lower-casing does not turn into `s`:
-    // such a set is refused rather than made to miss.
-    assert_eq!(regex_literals("pass", true, false, false), None);
+    // Case-insensitive `s` also matches U+017F, which lower-casing keeps: the variants are
+    // literals of their own.
+    assert_eq!(
+        regex_literals("pass", true, false, false),
+        Some(
+            ["pass", "pas\u{17f}", "pa\u{17f}s", "pa\u{17f}\u{17f}"]
+                .map(str::to_owned)
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        )
+    );
+    // The Greek sigma's lower case depends on its neighbours: refused.
+    assert_eq!(regex_literals("ab\u{3a3}", false, false, false), None);
     let e = engine(&rule(
         "  sel:\n    CommandLine|re|i: 'pass'\n  condition: sel\n",
     ));
@@ -444,7 +456,7 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
         fn regex_literals_occur_in_every_match(
             pat in proptest::sample::select(vec![
                 "ab+c", "(?:xy|zz)q", "a[bc]d", "^abc", "ab$", "(?i)ab", "(?i)k[a-c]", "x(ab|cd)*yz",
-                "[ab]{2}c", "abc|d.e",
+                "[ab]{2}c", "abc|d.e", "(?i)sk", "(?i)(as|ks)", "(?i)ask\\d",
             ]),
             t in proptest::string::string_regex("[abcdekxyzqABCK\u{17f}\u{212a} .]{0,12}").unwrap(),
         ) {
