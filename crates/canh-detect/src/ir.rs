@@ -68,7 +68,7 @@ pub(crate) enum ValueMatcher {
     /// (see [`regex_literals`]); `None` when no such set is known.
     Regex {
         re: Regex,
-        literals: Option<Vec<String>>,
+        facts: RegexFacts,
     },
     Cidr(IpNet),
     Num {
@@ -170,7 +170,10 @@ impl ValueMatcher {
                 str_test(*op, if *cased { orig } else { lower }, value)
             }
             ValueMatcher::Glob { re, cased, .. } => re.is_match(if *cased { orig } else { lower }),
-            ValueMatcher::Regex { re, .. } => re.is_match(orig),
+            ValueMatcher::Regex { re, facts } => match facts.run {
+                Some(run) => run.test(orig),
+                None => re.is_match(orig),
+            },
             ValueMatcher::Cidr(net) => orig
                 .trim()
                 .parse::<std::net::IpAddr>()
@@ -203,7 +206,7 @@ impl ValueMatcher {
     /// Lower-cased literals one of which must occur in the event for this matcher to hold.
     pub(crate) fn literals(&self) -> Option<Vec<String>> {
         match self {
-            ValueMatcher::Regex { literals, .. } => literals.clone(),
+            ValueMatcher::Regex { facts, .. } => facts.literals.clone(),
             m => m.literal().map(|l| vec![l]),
         }
     }
@@ -225,52 +228,119 @@ impl ValueMatcher {
 /// Most literals kept for one regex: a longer list is a weak prefilter.
 const MAX_REGEX_LITERALS: usize = 32;
 
-/// Literals of which every match of `pattern` (compiled with the same flags) contains one,
-/// lower-cased for the prefilter, which scans lower-cased texts.
+/// What the prefilter and the matcher can know of a regex before running it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RegexFacts {
+    /// Lower-cased literals of which every match holds one; `None` when no such set is known.
+    pub(crate) literals: Option<Vec<String>>,
+    /// The regex is only `.{N,}` (or `.{N,M}`), unanchored: it matches a text whose longest
+    /// line (whole text when `.` crosses lines) holds at least N characters. Without this,
+    /// `.{1000,}` costs the regex engines about half a millisecond a text.
+    pub(crate) run: Option<CharRun>,
+}
+
+/// See [`RegexFacts::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CharRun {
+    pub(crate) min: usize,
+    pub(crate) across_lines: bool,
+}
+
+impl CharRun {
+    pub(crate) fn test(self, text: &str) -> bool {
+        if text.len() < self.min {
+            return false;
+        }
+        if self.across_lines {
+            text.chars().count() >= self.min
+        } else {
+            text.split('\n').any(|l| l.chars().count() >= self.min)
+        }
+    }
+}
+
+/// The facts of `pattern` compiled with these flags (see [`RegexFacts`]).
 ///
-/// The literals come from `regex-syntax`'s extractor over the pattern's prefixes or suffixes
-/// (the more selective). Case-insensitive patterns reach the extractor with every case
-/// variant spelled out (`s` also as U+017F, `k` as U+212A), and a text holding one variant
-/// holds, once lower-cased, that variant lower-cased: lower-casing maps each character on
-/// its own, except the Greek sigma, whose lower case depends on its neighbours. A set is
-/// refused (and the rule stays a candidate for every event of its logsource) when it is
-/// infinite, holds a literal shorter than 2 bytes or one with a sigma, or is longer than
-/// [`MAX_REGEX_LITERALS`].
-pub(crate) fn regex_literals(
+/// The literals come from `regex-syntax`'s extractor: the pattern's prefixes, its suffixes,
+/// or the prefixes of one of its tails (every match holds a match of each tail),
+/// whichever set's shortest literal is longest. Case-insensitive patterns reach the
+/// extractor with every case variant spelled out (`s` also as U+017F, `k` as U+212A), and a
+/// text holding one variant holds, once lower-cased, that variant lower-cased: lower-casing
+/// maps each character on its own, except the Greek sigma, whose lower case depends on its
+/// neighbours. A set is refused (and the rule stays a candidate for every event of its
+/// logsource) when it is infinite, holds a literal shorter than 2 bytes or one with a
+/// sigma, or is longer than [`MAX_REGEX_LITERALS`].
+pub(crate) fn regex_facts(
     pattern: &str,
     case_insensitive: bool,
     multi_line: bool,
     dot_all: bool,
-) -> Option<Vec<String>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let hir = regex_syntax::ParserBuilder::new()
+) -> RegexFacts {
+    use regex_syntax::hir::literal::ExtractKind;
+    use regex_syntax::hir::{Dot, Hir, HirKind};
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
         .case_insensitive(case_insensitive)
         .multi_line(multi_line)
         .dot_matches_new_line(dot_all)
         .build()
         .parse(pattern)
-        .ok()?;
-    let best = [ExtractKind::Prefix, ExtractKind::Suffix]
+    else {
+        return RegexFacts::default();
+    };
+    let run = match hir.kind() {
+        HirKind::Repetition(rep) if rep.min > 0 => {
+            let across_lines = *rep.sub == Hir::dot(Dot::AnyChar);
+            (across_lines || *rep.sub == Hir::dot(Dot::AnyCharExceptLF)).then(|| CharRun {
+                min: usize::try_from(rep.min).unwrap_or(usize::MAX),
+                across_lines,
+            })
+        }
+        _ => None,
+    };
+    let mut sets = vec![
+        literal_set(&hir, ExtractKind::Prefix),
+        literal_set(&hir, ExtractKind::Suffix),
+    ];
+    let mut top = &hir;
+    while let HirKind::Capture(c) = top.kind() {
+        top = &c.sub;
+    }
+    if let HirKind::Concat(parts) = top.kind() {
+        // Every match holds a match of each tail of the sequence (case-insensitive letters
+        // are one part each, so a word starts a tail rather than being a part).
+        sets.extend(
+            (1..parts.len())
+                .map(|i| literal_set(&Hir::concat(parts[i..].to_vec()), ExtractKind::Prefix)),
+        );
+    }
+    let literals = sets
         .into_iter()
-        .filter_map(|kind| {
-            let mut ex = Extractor::new();
-            ex.kind(kind);
-            let seq = ex.extract(&hir);
-            let lits = seq.literals()?;
-            let mut out = Vec::with_capacity(lits.len());
-            for l in lits {
-                let s = std::str::from_utf8(l.as_bytes()).ok()?;
-                if s.len() < 2 || s.contains(['\u{3a3}', '\u{3c3}', '\u{3c2}']) {
-                    return None;
-                }
-                out.push(s.to_lowercase());
-            }
-            out.sort();
-            out.dedup();
-            (!out.is_empty() && out.len() <= MAX_REGEX_LITERALS).then_some(out)
-        })
-        .max_by_key(|ls| ls.iter().map(String::len).min().unwrap_or(0))?;
-    Some(best)
+        .flatten()
+        .max_by_key(|ls| ls.iter().map(String::len).min().unwrap_or(0));
+    RegexFacts { literals, run }
+}
+
+/// The lower-cased literal set `kind` extraction gives for `hir`, if usable (see
+/// [`regex_facts`]).
+fn literal_set(
+    hir: &regex_syntax::hir::Hir,
+    kind: regex_syntax::hir::literal::ExtractKind,
+) -> Option<Vec<String>> {
+    let mut ex = regex_syntax::hir::literal::Extractor::new();
+    ex.kind(kind);
+    let seq = ex.extract(hir);
+    let lits = seq.literals()?;
+    let mut out = Vec::with_capacity(lits.len());
+    for l in lits {
+        let s = std::str::from_utf8(l.as_bytes()).ok()?;
+        if s.len() < 2 || s.contains(['\u{3a3}', '\u{3c3}', '\u{3c2}']) {
+            return None;
+        }
+        out.push(s.to_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    (!out.is_empty() && out.len() <= MAX_REGEX_LITERALS).then_some(out)
 }
 
 /// Windows events carry their inserts either in EventData or in UserData; Sigma names both

@@ -280,8 +280,8 @@ pub(crate) fn build(
                 .size_limit(1 << 22)
                 .build()
                 .map_err(|e| RuleError::unsupported(format!("regex {text:?}: {e}")))?;
-            let literals = crate::ir::regex_literals(&text, i, ml, s);
-            out.push(ValueMatcher::Regex { re, literals });
+            let facts = crate::ir::regex_facts(&text, i, ml, s);
+            out.push(ValueMatcher::Regex { re, facts });
             continue;
         }
         if m.cidr {

@@ -134,7 +134,8 @@ fn cased_re_and_re_flags() {
 
 #[test]
 fn regex_literals_feed_the_prefilter_without_losing_matches() {
-    use crate::ir::regex_literals;
+    use crate::ir::regex_facts;
+    let regex_literals = |p: &str, i, m, s| regex_facts(p, i, m, s).literals;
     // Prefixes or suffixes, whichever is more selective, lower-cased.
     assert_eq!(
         regex_literals(r"IEX\s*\(", false, false, false),
@@ -160,6 +161,48 @@ fn regex_literals_feed_the_prefilter_without_losing_matches() {
                 .collect()
         )
     );
+    // A part in the middle serves when the ends are classes.
+    let inner = regex_literals(
+        r#"(?i)\.exe["']?\s+[^"]{0,64}werfaultsecure\.exe["']?\s+\d{2,10}"#,
+        false,
+        false,
+        false,
+    )
+    .unwrap_or_default();
+    let hay = r#"wsass.exe "c:\x\werfaultsecure.exe" 1234"#;
+    assert!(
+        !inner.is_empty()
+            && inner
+                .iter()
+                .all(|l| l.len() >= 7 && hay.contains(l.as_str())),
+        "{inner:?}"
+    );
+    // `.{N,}` is a character count, not a regex run.
+    let run = |p: &str, s: bool| regex_facts(p, false, false, s).run;
+    assert_eq!(
+        run(".{1000,}", false),
+        Some(crate::ir::CharRun {
+            min: 1000,
+            across_lines: false
+        })
+    );
+    assert!(run(".{3,}", true).is_some_and(|r| r.across_lines));
+    assert_eq!(run("^.{3,}", false), None);
+    assert_eq!(run("a{3,}", false), None);
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re: '.{10,}'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "aaaaaaaaaa"})));
+    assert!(!hits(&e, json!({"CommandLine": "aaaaaaaaa"})));
+    assert!(!hits(&e, json!({"CommandLine": "aaaaa\naaaaa"})));
+    assert!(hits(
+        &e,
+        json!({"CommandLine": "\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}\u{e0}"})
+    ));
+    let e = engine(&rule(
+        "  sel:\n    CommandLine|re|s: '.{10,}'\n  condition: sel\n",
+    ));
+    assert!(hits(&e, json!({"CommandLine": "aaaaa\naaaaa"})));
     // The Greek sigma's lower case depends on its neighbours: refused.
     assert_eq!(regex_literals("ab\u{3a3}", false, false, false), None);
     let e = engine(&rule(
@@ -456,16 +499,32 @@ detection:\n  s:\n    CommandLine: '*a?c*'\n    Image|startswith: 'a'\n  conditi
         fn regex_literals_occur_in_every_match(
             pat in proptest::sample::select(vec![
                 "ab+c", "(?:xy|zz)q", "a[bc]d", "^abc", "ab$", "(?i)ab", "(?i)k[a-c]", "x(ab|cd)*yz",
-                "[ab]{2}c", "abc|d.e", "(?i)sk", "(?i)(as|ks)", "(?i)ask\\d",
+                "[ab]{2}c", "abc|d.e", "(?i)sk", "(?i)(as|ks)", "(?i)ask\\d", "[ab]+cde[xy]", "(?i)[ab]+skq[xy]",
             ]),
-            t in proptest::string::string_regex("[abcdekxyzqABCK\u{17f}\u{212a} .]{0,12}").unwrap(),
+            t in proptest::string::string_regex("[abcdeksSxyzqABCK\u{17f}\u{212a} .]{0,12}").unwrap(),
         ) {
             let Ok(re) = regex::Regex::new(pat) else { return Ok(()) };
-            if let Some(lits) = crate::ir::regex_literals(pat, false, false, false)
+            if let Some(lits) = crate::ir::regex_facts(pat, false, false, false).literals
                 && re.is_match(&t)
             {
                 let lower = t.to_lowercase();
                 prop_assert!(lits.iter().any(|l| lower.contains(l.as_str())), "{pat} {t:?} {lits:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// The character-run shortcut answers as the regex does.
+        #[test]
+        fn char_runs_answer_as_the_regex(
+            pat in proptest::sample::select(vec![".{3,}", ".{2,4}", "(?s).{3,}", ".{1,}"]),
+            t in proptest::string::string_regex("[a\u{e9}\u{1f600}\n\r ]{0,8}").unwrap(),
+        ) {
+            let re = regex::Regex::new(pat).unwrap();
+            let run = crate::ir::regex_facts(pat, false, false, false).run;
+            prop_assert!(run.is_some(), "{pat}");
+            if let Some(run) = run {
+                prop_assert_eq!(run.test(&t), re.is_match(&t), "{} {:?}", pat, t);
             }
         }
     }
