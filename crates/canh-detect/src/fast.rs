@@ -73,10 +73,8 @@ impl FieldIds {
 pub(crate) struct FMatcher {
     m: ValueMatcher,
     other: u32,
-    /// A `contains` test (searched with `memchr::memmem`).
-    contains: bool,
-    /// Its searcher, built on the first evaluation: built for every matcher up front, the
-    /// searchers of the full rule set take 25 MB.
+    /// For a `contains` test, its `memchr::memmem` searcher, built on the first evaluation:
+    /// built for every matcher up front, the searchers of the full rule set take 25 MB.
     finder: std::sync::OnceLock<Box<memchr::memmem::Finder<'static>>>,
 }
 
@@ -107,13 +105,6 @@ fn matchers(ms: &[ValueMatcher], ids: &mut FieldIds) -> Box<[FMatcher]> {
                 _ => NONE,
             },
             finder: std::sync::OnceLock::new(),
-            contains: matches!(
-                m,
-                ValueMatcher::Str {
-                    op: StrOp::Contains,
-                    ..
-                }
-            ),
             m: m.clone(),
         })
         .collect()
@@ -258,7 +249,12 @@ fn leaf_groups(key: u32, ms: &[FMatcher], all: bool) -> Vec<Vec<(u32, String)>> 
 
 impl FMatcher {
     fn test_text(&self, orig: &str, lower: &str, p: &Prepared) -> bool {
-        if let (true, ValueMatcher::Str { cased, value, .. }) = (self.contains, &self.m) {
+        if let ValueMatcher::Str {
+            op: StrOp::Contains,
+            cased,
+            value,
+        } = &self.m
+        {
             let hay = if *cased { orig } else { lower };
             let finder = self.finder.get_or_init(|| {
                 Box::new(memchr::memmem::Finder::new(value.as_bytes()).into_owned())
