@@ -177,6 +177,15 @@ fn regex_literals_feed_the_prefilter_without_losing_matches() {
                 .all(|l| l.len() >= 7 && hay.contains(l.as_str())),
         "{inner:?}"
     );
+    // The property test below relies on these sets being found (a middle part, case
+    // variants included).
+    for (pat, part) in [("[ab]+cde[xy]", "cde"), ("(?i)[ab]+skq[xy]", "kq")] {
+        let lits = regex_literals(pat, false, false, false).unwrap_or_default();
+        assert!(
+            !lits.is_empty() && lits.iter().all(|l| l.contains(part)),
+            "{pat}: {lits:?}"
+        );
+    }
     // `.{N,}` is a character count, not a regex run.
     let run = |p: &str, s: bool| regex_facts(p, false, false, s).run;
     assert_eq!(
