@@ -113,10 +113,15 @@ impl Inner {
 
     /// Recomputes one host's patch tasks from its stored inventory.
     pub(crate) fn reconcile_host(&self, agent_id: &str) -> Result<(), AgentsError> {
-        let Some(inv) = self.load_inventory(agent_id) else {
-            return Ok(());
-        };
-        let findings = self.findings(&inv);
+        match self.load_inventory(agent_id) {
+            Some(inv) => self.reconcile_inventory(agent_id, &inv),
+            None => Ok(()),
+        }
+    }
+
+    /// Recomputes one host's patch tasks from `inv`.
+    fn reconcile_inventory(&self, agent_id: &str, inv: &HostInventory) -> Result<(), AgentsError> {
+        let findings = self.findings(inv);
         let mut book = lock(&self.patches);
         if book.reconcile(agent_id, &findings, &inv.packages, Utc::now()) {
             self.save_patches(&book)?;
@@ -160,15 +165,15 @@ impl Inner {
             }
         }
         let Some(inv) = inv else { return };
-        if let Err(e) = self.save_inventory(agent_id, &inv) {
-            warn!(%agent_id, error = %e, "inventory not saved");
-            return;
-        }
+        // The patch tasks first: a reader who sees the new inventory sees its tasks too.
         if packages_changed {
             info!(%agent_id, packages = inv.packages.len(), "package inventory received");
-            if let Err(e) = self.reconcile_host(agent_id) {
+            if let Err(e) = self.reconcile_inventory(agent_id, &inv) {
                 warn!(%agent_id, error = %e, "patch tasks not updated");
             }
+        }
+        if let Err(e) = self.save_inventory(agent_id, &inv) {
+            warn!(%agent_id, error = %e, "inventory not saved");
         }
     }
 }
